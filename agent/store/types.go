@@ -1,0 +1,237 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors callers branch on.
+var (
+	// ErrNotFound: no such run, job, step or token (or no active job where
+	// one was asked for).
+	ErrNotFound = errors.New("not found")
+	// ErrNodeBusy: the node already has an active (queued or running) job,
+	// or another live controller holds the job. The error is a
+	// *NodeBusyError naming the holder.
+	ErrNodeBusy = errors.New("node has an active job")
+	// ErrNotActive: the job is finished (landed, failed, cancelled,
+	// interrupted) and cannot be claimed, renewed, stepped or finished again.
+	ErrNotActive = errors.New("job is not active")
+	// ErrLeaseLost: the caller no longer holds the job (another controller
+	// took it over after the lease expired, or it was resumed elsewhere);
+	// the caller must stop working the node at once.
+	ErrLeaseLost = errors.New("job lease lost")
+	// ErrSuperseded: the River job is for an older generation of the node
+	// job (the node job was resumed under a newer one); do nothing.
+	ErrSuperseded = errors.New("job generation superseded")
+	// ErrAlreadySettled: the intent already has an outcome.
+	ErrAlreadySettled = errors.New("intent already settled")
+	// ErrWindowClosed: the run's window ended before the job started; the
+	// job has been finished as cancelled.
+	ErrWindowClosed = errors.New("run window closed")
+)
+
+// NodeBusyError is returned (wrapped ErrNodeBusy) when a node already has an
+// active job. It names the holder.
+type NodeBusyError struct {
+	Node   string
+	JobID  int64    // the holding job
+	RunID  int64    // the run it belongs to
+	State  JobState // queued or running
+	Owner  string   // the controller working it ("" while queued)
+	Reason string   // set when the conflict is not the plain active-job one
+}
+
+func (e *NodeBusyError) Error() string {
+	msg := fmt.Sprintf("node %s is busy: job %d of run %d is %s", e.Node, e.JobID, e.RunID, e.State)
+	if e.Owner != "" {
+		msg += " (held by " + e.Owner + ")"
+	}
+	if e.Reason != "" {
+		msg += ": " + e.Reason
+	}
+	return msg
+}
+
+// Unwrap makes errors.Is(err, ErrNodeBusy) hold.
+func (e *NodeBusyError) Unwrap() error { return ErrNodeBusy }
+
+// RunState is a run's lifecycle state.
+type RunState string
+
+// Run states.
+const (
+	RunScheduled   RunState = "scheduled" // window starts in the future
+	RunRunning     RunState = "running"
+	RunFinished    RunState = "finished"
+	RunCancelled   RunState = "cancelled"
+	RunInterrupted RunState = "interrupted"
+)
+
+// Run is one reinstall command, or one reimaging window (a run with a start
+// and an end; its node jobs are River jobs scheduled at the start).
+type Run struct {
+	ID          int64
+	Created     time.Time
+	CreatedBy   string          // who/what started it (user@host, schedule name)
+	Selection   string          // the operator's selection, as given
+	Options     json.RawMessage // the run's options, JSON object
+	WindowStart time.Time       // zero: start now
+	WindowEnd   time.Time       // zero: no end; after it no new node starts
+	State       RunState
+	Finished    time.Time
+}
+
+// RunSpec describes a run to create.
+type RunSpec struct {
+	CreatedBy   string
+	Selection   string
+	Options     json.RawMessage // nil: {}
+	WindowStart time.Time
+	WindowEnd   time.Time
+}
+
+// JobState is a node job's state. Queued and running are active: a node has
+// at most one active job.
+type JobState string
+
+// Node job states.
+const (
+	JobQueued      JobState = "queued"
+	JobRunning     JobState = "running"
+	JobLanded      JobState = "landed"
+	JobFailed      JobState = "failed"
+	JobCancelled   JobState = "cancelled"
+	JobInterrupted JobState = "interrupted"
+)
+
+// Active reports whether the state holds the node.
+func (s JobState) Active() bool { return s == JobQueued || s == JobRunning }
+
+func (s JobState) valid() bool {
+	switch s {
+	case JobQueued, JobRunning, JobLanded, JobFailed, JobCancelled, JobInterrupted:
+		return true
+	}
+	return false
+}
+
+// LandingSource says who saw a node land.
+type LandingSource string
+
+// Landing sources, strongest first. ipxe and callback are proof (the netboot
+// side saw the node); bmc-evidence (the one-time override was consumed) is
+// evidence only.
+const (
+	LandingIPXE        LandingSource = "ipxe"
+	LandingCallback    LandingSource = "callback"
+	LandingBMCEvidence LandingSource = "bmc-evidence"
+)
+
+// Proof reports whether the source proves the node booted from the network.
+func (s LandingSource) Proof() bool { return s == LandingIPXE || s == LandingCallback }
+
+func (s LandingSource) rank() int {
+	switch s {
+	case LandingIPXE, LandingCallback:
+		return 2
+	case LandingBMCEvidence:
+		return 1
+	}
+	return 0
+}
+
+// NodeJob is one node's reinstall within a run.
+type NodeJob struct {
+	ID       int64
+	RunID    int64
+	Node     string
+	State    JobState
+	Path     string          // chosen path, e.g. "oob" or "inband"
+	Step     string          // the step of the latest intent
+	Reason   string          // why it ended (failed, cancelled, interrupted)
+	Evidence json.RawMessage // what proves the end state, JSON
+	MACs     []string        // the node's MACs, normalised (aa:bb:…)
+
+	Owner      string    // controller working it (a River client ID); "" while queued
+	LeaseUntil time.Time // Owner's claim expires then unless renewed
+	Generation int64     // bumped by each resume; fences stale workers
+	RiverJobID int64     // the River job working this generation (0: none yet)
+
+	CancelRequested time.Time // an operator asked to cancel; stop at the next step boundary
+	CancelReason    string
+
+	LandedAt      time.Time     // first time the strongest source saw it land
+	LandingSource LandingSource // the strongest source seen ("" if none)
+
+	Created  time.Time
+	Started  time.Time
+	Updated  time.Time
+	Finished time.Time
+}
+
+// Phase is a step record's phase.
+type Phase string
+
+// Step phases.
+const (
+	PhaseIntent  Phase = "intent"  // recorded before the act
+	PhaseOutcome Phase = "outcome" // recorded after it; names its intent
+)
+
+// Outcome results.
+const (
+	ResultOK      = "ok"
+	ResultFailed  = "failed"
+	ResultSkipped = "skipped"
+)
+
+// Step is one record of a node's step log.
+type Step struct {
+	ID       int64
+	JobID    int64
+	Node     string
+	Time     time.Time
+	Name     string // the step, e.g. "oob_boot", "wipe_boot_sector"
+	Phase    Phase
+	IntentID int64           // outcome: the intent it settles
+	Result   string          // outcome: ResultOK, ResultFailed or ResultSkipped
+	Detail   json.RawMessage // JSON; never a secret
+
+	// Owner, when set on an intent passed to RecordStep, fences it: the
+	// intent is recorded only while the job is running under this owner
+	// (else ErrLeaseLost). Not stored.
+	Owner string
+}
+
+// Quirk is a learned fact about a node's board, e.g. "ignores-oob-pxe".
+type Quirk struct {
+	Node     string
+	Model    string
+	Quirk    string
+	Evidence json.RawMessage
+	RunID    int64
+	Learned  time.Time
+}
+
+// Well-known quirks.
+const (
+	// QuirkIgnoresOOBPXE: the board accepts a one-time PXE override and boots
+	// from disk anyway (HP DL360 G7 / iLO 3); go in-band directly.
+	QuirkIgnoresOOBPXE = "ignores-oob-pxe"
+)
+
+// SectorRecord describes boot sectors saved on disk before a wipe.
+type SectorRecord struct {
+	ID     int64
+	Node   string
+	RunID  int64
+	JobID  int64  // 0 if not tied to a job
+	Device string // the node's device the bytes came from
+	Path   string // where the saved bytes are, on the controller
+	SHA256 string // hex digest of the saved bytes
+	Size   int64
+	Saved  time.Time
+}

@@ -1,0 +1,67 @@
+package bmc
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors callers branch on. Implementations wrap them (with %w) in
+// an error that says what was tried; errors never contain credentials.
+var (
+	// ErrAuthentication: the BMC refused the username or password.
+	ErrAuthentication = errors.New("authentication failed")
+	// ErrNoAnswer: the BMC did not answer (after the configured tries).
+	ErrNoAnswer = errors.New("no answer from BMC")
+	// ErrCipherSuite: none of the allowed IPMI cipher suites is offered.
+	ErrCipherSuite = errors.New("cipher suite not offered")
+	// ErrInsecureRefused: the configuration asks for cipher suite 0 or
+	// IPMI 1.5 without the node opting in.
+	ErrInsecureRefused = errors.New("insecure IPMI refused")
+	// ErrReverted: the BMC accepted a write and read back something else.
+	ErrReverted = errors.New("override reverted by the BMC")
+	// ErrUnsupported: the BMC does not support the operation or value.
+	ErrUnsupported = errors.New("not supported by the BMC")
+	// ErrBusy: the BMC answered busy / out of resources / initializing.
+	ErrBusy = errors.New("BMC busy")
+	// ErrTLS: the Redfish service's certificate could not be verified.
+	ErrTLS = errors.New("TLS verification failed")
+	// ErrDryRun marks a write that a dry-run wrapper described and skipped.
+	ErrDryRun = errors.New("dry run: not executed")
+)
+
+// TemporaryError marks an error worth retrying (a timeout, a busy BMC, an
+// HTTP 5xx/429). The retry wrapper retries only these.
+type TemporaryError struct{ Err error }
+
+// Error implements error.
+func (e *TemporaryError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the wrapped error.
+func (e *TemporaryError) Unwrap() error { return e.Err }
+
+// Temporary wraps err as retryable; nil stays nil.
+func Temporary(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &TemporaryError{Err: err}
+}
+
+// IsTemporary reports whether err (or anything it wraps) is retryable.
+func IsTemporary(err error) bool {
+	var t *TemporaryError
+	return errors.As(err, &t)
+}
+
+// OpError says which operation on which BMC failed.
+type OpError struct {
+	Op  string // e.g. "set boot override", "connect"
+	BMC string // host:port or URL, never with credentials
+	Err error
+}
+
+// Error implements error.
+func (e *OpError) Error() string { return fmt.Sprintf("%s %s: %v", e.Op, e.BMC, e.Err) }
+
+// Unwrap returns the wrapped error.
+func (e *OpError) Unwrap() error { return e.Err }

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/reprov/reprov/inventory"
+)
+
+// app is what every command's run function gets: streams, configuration
+// and logger. Commands are written as an options struct plus a
+// run(ctx, *app, opts) function, so tests call them without cobra.
+type app struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+
+	// configPath is the --config flag.
+	configPath string
+	// cfg is loaded in the root command's PersistentPreRunE.
+	cfg *Config
+	// cfgFile is the config file that was read ("" when none).
+	cfgFile string
+	log     *slog.Logger
+}
+
+// newApp returns an app writing to the given streams.
+func newApp(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) *app {
+	// Progress, logs and results are written from many goroutines.
+	stdout, stderr = &lockedWriter{w: stdout}, &lockedWriter{w: stderr}
+	return &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv,
+		log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+}
+
+// lockedWriter serializes writes to a stream shared by goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// run executes the reprov command line and returns the exit code.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	a := newApp(stdin, stdout, stderr, getenv)
+	root := newRootCmd(a)
+	markUsageErrors(root)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err != nil && strings.HasPrefix(err.Error(), "unknown command") {
+		err = usageError(err) // cobra reports it as a plain error
+	}
+	if err != nil && !errors.Is(err, errSomeFailed) {
+		fmt.Fprintf(stderr, "reprov: %v\n", err)
+	}
+	return exitCode(ctx, err)
+}
+
+// markUsageErrors makes every positional-argument error of the tree a
+// usage error (exit 2), like flag errors.
+func markUsageErrors(cmd *cobra.Command) {
+	if check := cmd.Args; check != nil {
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			if err := check(c, args); err != nil {
+				return usageError(err)
+			}
+			return nil
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		markUsageErrors(sub)
+	}
+}
+
+// setup loads the configuration and sets up logging. It runs before every
+// command that needs configuration.
+func (a *app) setup(cmd *cobra.Command) error {
+	cfg, path, err := loadConfig(a.configPath, cmd.Flags(), a.getenv)
+	if err != nil {
+		return usageError(err)
+	}
+	a.cfg, a.cfgFile = cfg, path
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	return nil
+}
+
+// loadInventory loads the configured inventory. Problems are configuration
+// errors (exit 2); warnings are logged.
+func (a *app) loadInventory() (*inventory.Inventory, error) {
+	if a.cfg.Inventory == "" {
+		return nil, usagef("no inventory: give --inventory FILE, set REPROV_INVENTORY, or set inventory in the config file")
+	}
+	inv, warnings, err := inventory.Load(a.cfg.Inventory)
+	for _, w := range warnings {
+		a.log.Warn(w.String())
+	}
+	if err != nil {
+		return nil, usageError(err)
+	}
+	return inv, nil
+}
+
+// selection holds the node-selection flags shared by every command that
+// acts on nodes: names (shell globs) as arguments, --rack, --selector, --all.
+type selection struct {
+	Names    []string
+	Racks    []string
+	Selector string
+	All      bool
+}
+
+// addSelectionFlags registers --rack, --selector and --all on cmd.
+func addSelectionFlags(cmd *cobra.Command, s *selection) {
+	cmd.Flags().StringArrayVar(&s.Racks, "rack", nil, "select the nodes of this rack (repeatable)")
+	cmd.Flags().StringVarP(&s.Selector, "selector", "l", "", "label selector, e.g. role=web,model!=dl360g7")
+	cmd.Flags().BoolVar(&s.All, "all", false, "select every node of the inventory")
+}
+
+// selectNodes loads the inventory and returns the selected nodes.
+func (a *app) selectNodes(s selection) ([]inventory.Node, error) {
+	inv, err := a.loadInventory()
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := inv.Select(inventory.Selector{Names: s.Names, Racks: s.Racks, Labels: s.Selector, All: s.All})
+	if err != nil {
+		return nil, usageError(err)
+	}
+	return nodes, nil
+}
+
+// writeJSON writes v as indented JSON to stdout.
+func (a *app) writeJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// jsonOutput reports whether -o json was asked for.
+func (a *app) jsonOutput() bool { return a.cfg != nil && a.cfg.Output == "json" }
+
+// table writes rows under a header, aligned.
+func (a *app) table(header []string, rows [][]string) error {
+	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		for i := range r {
+			if r[i] == "" {
+				r[i] = "-"
+			}
+		}
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+// ensureStateDir creates the state dir (0700) and returns it.
+func (a *app) ensureStateDir() (string, error) {
+	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
+		return "", usagef("state dir: %w", err)
+	}
+	return a.cfg.StateDir, nil
+}

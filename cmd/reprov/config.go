@@ -1,0 +1,216 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// Config is reprov's own configuration: flags, REPROV_* environment
+// variables and the config file, in that order of precedence, through
+// viper. docs/configuration.md is the one table of every key; keep them in
+// step (TestConfigDocListsEveryKey checks it).
+type Config struct {
+	// Inventory is the node inventory file.
+	Inventory string `mapstructure:"inventory"`
+	// StateDir holds jobs, the audit log and learned quirks.
+	StateDir string `mapstructure:"state_dir"`
+	// Output is table or json.
+	Output string `mapstructure:"output"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `mapstructure:"log_level"`
+	// MaxParallel bounds how many nodes are worked on at once.
+	MaxParallel int `mapstructure:"max_parallel"`
+	// PerRack bounds how many nodes of one rack are worked on at once (0: no limit).
+	PerRack int `mapstructure:"per_rack"`
+	// Landing is the landing endpoint (DESIGN.md §4).
+	Landing LandingConfig `mapstructure:"landing"`
+}
+
+// LandingConfig configures the landing endpoint.
+type LandingConfig struct {
+	// Listen is the address the endpoint binds.
+	Listen string `mapstructure:"listen"`
+	// URL is what iPXE scripts request.
+	URL string `mapstructure:"url"`
+}
+
+// configKey describes one configuration key for defaults, env binding and docs.
+type configKey struct {
+	key  string
+	def  any
+	help string
+}
+
+// configKeys lists every key. Order is the order of docs/configuration.md.
+func configKeys() []configKey {
+	return []configKey{
+		{"inventory", "", "node inventory file (native YAML/TOML/JSON, Ansible, NetBox CSV)"},
+		{"state_dir", "", "jobs, audit log, learned quirks (default /var/lib/reprov as root, else $XDG_STATE_HOME/reprov)"},
+		{"output", "table", "output format: table or json"},
+		{"log_level", "info", "log level: debug, info, warn, error"},
+		{"max_parallel", 64, "nodes worked on at once"},
+		{"per_rack", 0, "nodes of one rack worked on at once (0: no limit)"},
+		{"landing.listen", "127.0.0.1:8086", "address the landing endpoint binds"},
+		{"landing.url", "http://127.0.0.1:8086", "base URL iPXE scripts request"},
+	}
+}
+
+// flagKeys maps global flag names to config keys.
+var flagKeys = map[string]string{
+	"inventory":    "inventory",
+	"state-dir":    "state_dir",
+	"output":       "output",
+	"log-level":    "log_level",
+	"max-parallel": "max_parallel",
+	"per-rack":     "per_rack",
+}
+
+// loadConfig builds the configuration from the config file (explicit path
+// or the default search), REPROV_* environment variables and the flags
+// that were set. Unknown keys in the file are errors.
+func loadConfig(explicit string, flags *pflag.FlagSet, getenv func(string) string) (*Config, string, error) {
+	v := viper.New()
+	for _, k := range configKeys() {
+		v.SetDefault(k.key, k.def)
+	}
+	if explicit == "" {
+		explicit = getenv("REPROV_CONFIG")
+	}
+	path, err := findConfig(explicit, getenv)
+	if err != nil {
+		return nil, "", err
+	}
+	if path != "" {
+		v.SetConfigFile(path)
+		if err := v.ReadInConfig(); err != nil {
+			return nil, path, fmt.Errorf("config %s: %w", path, err)
+		}
+		// Defaults define every known key, so anything else came from the file.
+		if err := checkKnownKeys(path, v.AllKeys()); err != nil {
+			return nil, path, err
+		}
+	}
+	// Precedence: flag > REPROV_* environment > config file > default.
+	overridden := make(map[string]bool)
+	for _, k := range configKeys() {
+		if val := getenv(envName(k.key)); val != "" {
+			v.Set(k.key, val)
+			overridden[k.key] = true
+		}
+	}
+	for name, key := range flagKeys {
+		if f := flags.Lookup(name); f != nil && f.Changed {
+			v.Set(key, f.Value.String())
+			overridden[key] = true
+		}
+	}
+	var cfg Config
+	if err := v.UnmarshalExact(&cfg); err != nil {
+		return nil, path, fmt.Errorf("config %s: %w", path, err)
+	}
+	if path != "" && !overridden["inventory"] && cfg.Inventory != "" && !filepath.IsAbs(cfg.Inventory) {
+		// A relative inventory path in a config file is relative to that file.
+		cfg.Inventory = filepath.Join(filepath.Dir(path), cfg.Inventory)
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = defaultStateDir(getenv)
+	}
+	if err := cfg.validate(path); err != nil {
+		return nil, path, err
+	}
+	return &cfg, path, nil
+}
+
+// envName is the environment variable of a config key: REPROV_LANDING_LISTEN.
+func envName(key string) string {
+	return "REPROV_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// checkKnownKeys rejects keys the configuration does not define.
+func checkKnownKeys(path string, keys []string) error {
+	known := make(map[string]bool)
+	for _, k := range configKeys() {
+		known[k.key] = true
+	}
+	var errs []error
+	for _, k := range keys {
+		if !known[k] {
+			errs = append(errs, fmt.Errorf("config %s: unknown key %q (docs/configuration.md lists every key)", path, k))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) validate(path string) error {
+	where := "configuration"
+	if path != "" {
+		where = "config " + path
+	}
+	var errs []error
+	switch c.Output {
+	case "table", "json":
+	default:
+		errs = append(errs, fmt.Errorf("%s: output: %q is not table or json", where, c.Output))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("%s: log_level: %q is not debug, info, warn or error", where, c.LogLevel))
+	}
+	if c.MaxParallel < 1 {
+		errs = append(errs, fmt.Errorf("%s: max_parallel: %d is not a positive number", where, c.MaxParallel))
+	}
+	if c.PerRack < 0 {
+		errs = append(errs, fmt.Errorf("%s: per_rack: %d is negative", where, c.PerRack))
+	}
+	return errors.Join(errs...)
+}
+
+// findConfig returns the config file to read: the explicit one (which must
+// exist), else the first of ./reprov.yaml, $XDG_CONFIG_HOME/reprov/config.yaml,
+// /etc/reprov/config.yaml that exists, else "".
+func findConfig(explicit string, getenv func(string) string) (string, error) {
+	if explicit != "" {
+		if _, err := os.Stat(explicit); err != nil {
+			return "", fmt.Errorf("config: %w", err)
+		}
+		return explicit, nil
+	}
+	for _, p := range configSearchPath(getenv) {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", nil
+}
+
+func configSearchPath(getenv func(string) string) []string {
+	xdg := getenv("XDG_CONFIG_HOME")
+	if xdg == "" {
+		if home := getenv("HOME"); home != "" {
+			xdg = filepath.Join(home, ".config")
+		}
+	}
+	paths := []string{"reprov.yaml"}
+	if xdg != "" {
+		paths = append(paths, filepath.Join(xdg, "reprov", "config.yaml"))
+	}
+	return append(paths, "/etc/reprov/config.yaml")
+}
+
+// defaultStateDir is /var/lib/reprov as root, else $XDG_STATE_HOME/reprov.
+func defaultStateDir(getenv func(string) string) string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/reprov"
+	}
+	if x := getenv("XDG_STATE_HOME"); x != "" {
+		return filepath.Join(x, "reprov")
+	}
+	return filepath.Join(getenv("HOME"), ".local", "state", "reprov")
+}

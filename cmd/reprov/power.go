@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/reprov/reprov/agent/audit"
+	"github.com/reprov/reprov/agent/fleet"
+	"github.com/reprov/reprov/bmc"
+	"github.com/reprov/reprov/bmc/connect"
+	"github.com/reprov/reprov/inventory"
+)
+
+// fleetFlags are the fan-out flags of every command that acts on nodes
+// through the BMC. --max-parallel and --per-rack are configuration keys
+// (max_parallel, per_rack) that loadConfig reads from the flags.
+type fleetFlags struct {
+	// MaxFailures stops starting new nodes after this many failed (0: never).
+	MaxFailures int
+}
+
+// addFleetFlags registers --max-parallel, --per-rack and --max-failures.
+func addFleetFlags(cmd *cobra.Command, f *fleetFlags) {
+	fs := cmd.Flags()
+	fs.Int("max-parallel", 64, "nodes worked on at once (config max_parallel)")
+	fs.Int("per-rack", 0, "nodes of one rack worked on at once, 0: no limit (config per_rack)")
+	fs.IntVar(&f.MaxFailures, "max-failures", 0, "stop starting new nodes after this many failed (0: never)")
+}
+
+// bmcRun is what one fleet command over BMCs needs: the runner, the
+// run's per-BMC limiter and, for writes, the audit log.
+type bmcRun struct {
+	a      *app
+	runner *fleet.Runner
+	lim    *bmc.Limiter
+	audit  *audit.Log
+	dryRun bool
+}
+
+// newBMCRun sets up a run. With withAudit the audit log in the state dir is
+// opened; the caller must call close.
+func (a *app) newBMCRun(f fleetFlags, withAudit, dryRun bool) (*bmcRun, error) {
+	if f.MaxFailures < 0 {
+		return nil, usagef("--max-failures %d is negative", f.MaxFailures)
+	}
+	r := &bmcRun{
+		a: a,
+		runner: &fleet.Runner{
+			MaxParallel: a.cfg.MaxParallel,
+			PerRack:     a.cfg.PerRack,
+			MaxFailures: f.MaxFailures,
+			Progress:    a.stderr,
+			Log:         a.log,
+		},
+		lim:    bmc.NewLimiter(nil),
+		dryRun: dryRun,
+	}
+	if withAudit {
+		dir, err := a.ensureStateDir()
+		if err != nil {
+			return nil, err
+		}
+		r.audit, err = audit.Open(filepath.Join(dir, "audit.jsonl"), "")
+		if err != nil {
+			return nil, failedError(err)
+		}
+	}
+	return r, nil
+}
+
+func (r *bmcRun) close() {
+	if r.audit != nil {
+		if err := r.audit.Close(); err != nil {
+			r.a.log.Error("close audit log", "err", err)
+		}
+	}
+}
+
+// withBMC opens n's BMC (dry-run wrapped when asked), runs fn with it and
+// closes it with a fresh context, whatever happened to ctx.
+func (r *bmcRun) withBMC(ctx context.Context, n inventory.Node, fn func(c bmc.Client, det connect.Detected) (any, error)) (any, error) {
+	c, det, err := fleet.OpenBMC(ctx, n, r.lim, r.a.log)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := c.Close(cctx); err != nil {
+			r.a.log.Warn("close BMC session", "node", n.Name, "err", err)
+		}
+	}()
+	if r.dryRun {
+		c = bmc.DryRun(c, func(what string) { r.a.log.Debug("dry run: would "+what, "node", n.Name) })
+	}
+	return fn(c, det)
+}
+
+// write records the intent of action on node in the audit log, runs act,
+// and records its outcome (skipped for a dry run). The act does not run
+// when the intent cannot be recorded.
+func (r *bmcRun) write(node, action string, detail map[string]any, act func() (map[string]any, error)) error {
+	p, err := r.audit.Intent(node, action, detail)
+	if err != nil {
+		return fmt.Errorf("node %s: %s not attempted: %w", node, action, err)
+	}
+	outcome, actErr := act()
+	var aerr error
+	if errors.Is(actErr, bmc.ErrDryRun) {
+		aerr = p.Skipped("dry run")
+	} else {
+		aerr = p.Done(actErr, outcome)
+	}
+	if aerr != nil {
+		r.a.log.Error("audit outcome not recorded", "node", node, "action", action, "err", aerr)
+		if actErr == nil {
+			return fmt.Errorf("node %s: %s done, but its outcome was not recorded: %w", node, action, aerr)
+		}
+	}
+	return actErr
+}
+
+// report renders results as a table (header, plus per-op columns from
+// cols) or JSON, prints each failure's full error on stderr, and returns
+// the command's error: errSomeFailed when a node failed, the
+// interruption when ctx was cancelled.
+func (r *bmcRun) report(ctx context.Context, results []fleet.Result, header []string, cols func(fleet.Result) []string) error {
+	a := r.a
+	if a.jsonOutput() {
+		if results == nil {
+			results = []fleet.Result{}
+		}
+		if err := a.writeJSON(results); err != nil {
+			return err
+		}
+	} else {
+		rows := make([][]string, 0, len(results))
+		for _, res := range results {
+			row := []string{res.Node, res.Rack, string(res.Status)}
+			row = append(row, cols(res)...)
+			rows = append(rows, append(row, res.Reason))
+		}
+		h := append([]string{"NODE", "RACK", "STATUS"}, header...)
+		if err := a.table(append(h, "REASON"), rows); err != nil {
+			return err
+		}
+		for _, res := range results {
+			if res.Status != fleet.StatusFailed || res.Error == "" {
+				continue
+			}
+			if strings.HasPrefix(res.Error, "node "+res.Node+":") {
+				fmt.Fprintln(a.stderr, res.Error)
+			} else {
+				fmt.Fprintf(a.stderr, "node %s: %s\n", res.Node, res.Error)
+			}
+		}
+	}
+	c := fleet.Count(results)
+	switch {
+	case c.Failed > 0:
+		return errSomeFailed
+	case c.Interrupted > 0 || ctx.Err() != nil:
+		return fmt.Errorf("interrupted: %d of %d nodes not done: %w", c.Interrupted, len(results), context.Cause(ctx))
+	}
+	return nil
+}
+
+// powerOptions are the options of `reprov power ACTION`.
+type powerOptions struct {
+	// Action is status, on, off, cycle or reset.
+	Action    string
+	Selection selection
+	Fleet     fleetFlags
+	DryRun    bool
+}
+
+// powerStatusDetail is a node's power status row.
+type powerStatusDetail struct {
+	Power    bmc.PowerState `json:"power"`
+	Protocol string         `json:"protocol"`
+}
+
+// powerActionDetail is a node's power action row.
+type powerActionDetail struct {
+	Action   bmc.PowerAction `json:"action"`
+	Protocol string          `json:"protocol"`
+	DryRun   bool            `json:"dry_run,omitempty"`
+}
+
+func newPowerCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "power",
+		Short: "Read or change the power of the selected nodes through their BMCs",
+		Long: `Read or change the power of the selected nodes through their BMCs.
+
+Nodes are selected by name (shell globs), --rack, --selector or --all. Every
+change is written to the audit log (audit.jsonl in the state dir) before it is
+sent, and its outcome after. Exit 1 when any node failed; each failure is
+listed with its reason.`,
+	}
+	for _, act := range []struct{ name, short string }{
+		{"status", "Show the power state"},
+		{"on", "Power on"},
+		{"off", "Power off (hard)"},
+		{"cycle", "Power cycle (powers on a node that is off)"},
+		{"reset", "Hard reset"},
+	} {
+		o := powerOptions{Action: act.name}
+		sub := &cobra.Command{
+			Use:   act.name + " [NODE-GLOB...]",
+			Short: act.short + " of the selected nodes",
+			RunE: func(cmd *cobra.Command, args []string) error {
+				o.Selection.Names = args
+				return runPower(cmd.Context(), a, o)
+			},
+		}
+		addSelectionFlags(sub, &o.Selection)
+		addFleetFlags(sub, &o.Fleet)
+		if act.name != "status" {
+			sub.Flags().BoolVar(&o.DryRun, "dry-run", false, "connect and describe the change, but do not send it")
+		}
+		cmd.AddCommand(sub)
+	}
+	return cmd
+}
+
+func runPower(ctx context.Context, a *app, o powerOptions) error {
+	var action bmc.PowerAction
+	switch o.Action {
+	case "status":
+	case "on", "off", "cycle", "reset":
+		action = bmc.PowerAction(o.Action)
+	default:
+		return usagef("power: unknown action %q (want status, on, off, cycle or reset)", o.Action)
+	}
+	nodes, err := a.selectNodes(o.Selection)
+	if err != nil {
+		return err
+	}
+	r, err := a.newBMCRun(o.Fleet, action != "", o.DryRun)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+
+	op := "power " + o.Action
+	results := r.runner.Run(ctx, nodes, op, func(ctx context.Context, n inventory.Node) (any, error) {
+		return r.withBMC(ctx, n, func(c bmc.Client, det connect.Detected) (any, error) {
+			if action == "" {
+				s, err := c.PowerState(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return powerStatusDetail{Power: s, Protocol: c.Protocol()}, nil
+			}
+			detail := powerActionDetail{Action: action, Protocol: c.Protocol(), DryRun: o.DryRun}
+			err := r.write(n.Name, op, map[string]any{"bmc": n.BMC.Address, "protocol": c.Protocol()},
+				func() (map[string]any, error) { return nil, c.SetPower(ctx, action) })
+			return detail, err
+		})
+	})
+	header := []string{"POWER", "PROTOCOL"}
+	if action != "" {
+		header[0] = "ACTION"
+	}
+	return r.report(ctx, results, header, func(res fleet.Result) []string {
+		switch d := res.Detail.(type) {
+		case powerStatusDetail:
+			return []string{string(d.Power), d.Protocol}
+		case powerActionDetail:
+			return []string{string(d.Action), d.Protocol}
+		}
+		return []string{"", ""}
+	})
+}

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+)
+
+// newRootCmd builds the reprov command tree.
+func newRootCmd(a *app) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "reprov",
+		Short: "Reinstall bare-metal fleets: network boot through the BMC, in-band where boards ignore it, landing proven",
+		Long: `reprov makes the selected nodes boot from the network so that they land on the
+netboot server: a one-time PXE override through the BMC (IPMI or Redfish) and a
+power cycle, an in-band SSH step for boards that ignore the override, and proof
+that each node landed — or exactly why not.
+
+Exit codes: 0 success; 1 some node failed (or validate found errors);
+2 usage or configuration error; 3 interrupted.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return a.setup(cmd)
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.configPath, "config", "", "config file (default: ./reprov.yaml, $XDG_CONFIG_HOME/reprov/config.yaml, /etc/reprov/config.yaml)")
+	pf.String("inventory", "", "node inventory file (env REPROV_INVENTORY)")
+	pf.String("state-dir", "", "state directory: jobs, audit log, learned quirks (env REPROV_STATE_DIR)")
+	pf.StringP("output", "o", "table", "output format: table or json (env REPROV_OUTPUT)")
+	pf.String("log-level", "info", "log level: debug, info, warn, error (env REPROV_LOG_LEVEL)")
+
+	root.AddCommand(
+		newVersionCmd(a),
+		newInventoryCmd(a),
+		newPowerCmd(a),
+		newBootdevCmd(a),
+		newBMCCmd(a),
+		newDemoCmd(a),
+	)
+	return root
+}
