@@ -12,8 +12,12 @@ LDFLAGS   := -X main.version=$(VERSION)
 
 all: build
 
+# reprov, and next to it the slim agent it pushes to nodes for the in-band
+# step (FindAgentBinary looks there), one per supported node architecture.
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/reprov ./cmd/reprov
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(BIN)/reprov-agent-linux-amd64 ./cmd/reprov-agent
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(BIN)/reprov-agent-linux-arm64 ./cmd/reprov-agent
 
 ## demo: the main job on an embedded example (nothing real is touched)
 demo: build

@@ -54,8 +54,12 @@ func (o AnsibleOptions) compile() (*ansibleConfig, error) {
 	return c, nil
 }
 
-// maxHostsPerPattern bounds the expansion of host ranges (web[0001:9999]).
-const maxHostsPerPattern = 100_000
+// maxHostsPerPattern bounds the expansion of host ranges (web[0001:9999]),
+// maxHosts the hosts of one inventory.
+const (
+	maxHostsPerPattern = 100_000
+	maxHosts           = 1_000_000
+)
 
 // ansibleInv is an Ansible inventory as read from YAML or INI: groups with
 // their hosts, children and variables, and hosts with theirs. Every variable
@@ -67,6 +71,7 @@ type ansibleInv struct {
 	groupList []*ansGroup
 	hosts     map[string]*ansHost
 	hostList  []*ansHost
+	expanded  int // host names added so far, for maxHosts
 }
 
 type ansGroup struct {
@@ -74,6 +79,7 @@ type ansGroup struct {
 	line     int
 	vars     []ansVar
 	children []string
+	isChild  map[string]bool
 	parents  []string
 	depth    int
 }
@@ -118,7 +124,11 @@ func (a *ansibleInv) link(parent, child string) {
 		return
 	}
 	p, c := a.groups[parent], a.groups[child]
-	if !slices.Contains(p.children, child) {
+	if p.isChild == nil {
+		p.isChild = map[string]bool{}
+	}
+	if !p.isChild[child] {
+		p.isChild[child] = true
 		p.children = append(p.children, child)
 		c.parents = append(c.parents, parent)
 	}
@@ -356,6 +366,10 @@ func (a *ansibleInv) addPattern(group, pattern string, line int, vars []ansVar) 
 		a.dg.problem(line, "", "", "%v", err)
 		return
 	}
+	if a.expanded += len(names); a.expanded > maxHosts {
+		a.dg.problem(line, "", "", "more than %d hosts; stopped reading the inventory", maxHosts)
+		return
+	}
 	for _, n := range names {
 		a.addHost(group, n, line, vars)
 	}
@@ -495,10 +509,12 @@ func (a *ansibleInv) hostNode(h *ansHost) *yaml.Node {
 	}
 	// labels: the groups, then reprov_labels.
 	labels := newMapping(h.line)
+	haveLabel := map[string]bool{}
 	for _, g := range groups {
 		if g.name == "all" || g.name == "ungrouped" {
 			continue
 		}
+		haveLabel["group."+g.name] = true
 		labels.Content = append(labels.Content,
 			scalarNode("!!str", "group."+g.name, g.line, "Ansible group "+g.name),
 			scalarNode("!!str", "true", g.line, "Ansible group "+g.name))
@@ -512,9 +528,10 @@ func (a *ansibleInv) hostNode(h *ansHost) *yaml.Node {
 				if k == nil || lv == nil {
 					continue
 				}
-				if _, old := lookup(labels, k.Value); old != nil {
+				if haveLabel[k.Value] {
 					continue
 				}
+				haveLabel[k.Value] = true
 				labels.Content = append(labels.Content, withOrigin(k, "Ansible variable "+name), withOrigin(lv, "Ansible variable "+name))
 			}
 		}

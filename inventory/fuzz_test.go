@@ -4,7 +4,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 )
 
@@ -21,12 +20,6 @@ func addSeedFiles(f *testing.F, files ...string) {
 
 // checkResult holds for every input: an error is a *ValidationError whose
 // problems name the file; success gives an inventory whose nodes have names.
-func traceInput(name string, data []byte) {
-	if dir := os.Getenv("INV_FUZZ_TRACE"); dir != "" {
-		_ = os.WriteFile(filepath.Join(dir, name+"."+strconv.Itoa(os.Getpid())), data, 0o600)
-	}
-}
-
 func checkResult(t *testing.T, name string, inv *Inventory, ws []Warning, err error) {
 	t.Helper()
 	if err != nil {
@@ -77,7 +70,6 @@ func FuzzLoadNative(f *testing.F) {
 	f.Add([]byte("x: &a [*a]\nnodes:\n  - <<: *a\n"))
 	f.Add([]byte("nodes:\n  - {name: a, bmc: {address: \"redfish://[::1]:1/redfish/v1/Systems/1\"}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		traceInput("native", data)
 		for _, name := range []string{"f.yaml", "f.json"} {
 			inv, ws, err := LoadBytes(name, data)
 			checkResult(t, name, inv, ws, err)
@@ -90,7 +82,6 @@ func FuzzLoadTOML(f *testing.F) {
 	f.Add([]byte("[[nodes]]\nname = \"a\"\n[nodes.bmc]\naddress = \"ipmi://h\"\n[[nodes]]\nname = \"b\"\nbmc = {address = \"ipmi://h\"}\n[nodes.bmc]\n"))
 	f.Add([]byte("a.b.c = 1\n[a]\n[a.b]\n[[a.b.d]]\nnodes = [{name = 0x1F}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		traceInput("toml", data)
 		inv, ws, err := LoadBytes("f.toml", data)
 		checkResult(t, "f.toml", inv, ws, err)
 	})
@@ -111,7 +102,6 @@ func FuzzImportAnsible(f *testing.F) {
 		if ini {
 			name = "hosts.ini"
 		}
-		traceInput(name, data)
 		inv, ws, err := ImportBytes(name, data, FromAnsible, ImportOptions{})
 		checkResult(t, name, inv, ws, err)
 	})
@@ -121,7 +111,6 @@ func FuzzImportNetBox(f *testing.F) {
 	addSeedFiles(f, "netbox/devices.csv")
 	f.Add([]byte("Name,OOB IP,cf_bmc_protocol,cf_macs\na,::1/64,redfish,\"aa:bb:cc:dd:ee:ff\nzz\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		traceInput("csv", data)
 		inv, ws, err := ImportBytes("devices.csv", data, FromNetBoxCSV, ImportOptions{})
 		checkResult(t, "devices.csv", inv, ws, err)
 	})

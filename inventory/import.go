@@ -166,7 +166,7 @@ type (
 	outNode struct {
 		Name              string            `json:"name,omitempty" yaml:"name,omitempty" toml:"name,omitempty"`
 		Rack              string            `json:"rack,omitempty" yaml:"rack,omitempty" toml:"rack,omitempty"`
-		Labels            map[string]string `json:"labels,omitempty" yaml:"labels,omitempty,flow" toml:"labels,omitempty,inline"`
+		Labels            map[string]string `json:"labels,omitempty" yaml:"labels,omitempty" toml:"labels,omitempty,inline"`
 		BMC               *outBMC           `json:"bmc,omitempty" yaml:"bmc,omitempty" toml:"bmc,omitempty"`
 		SSH               *outSSH           `json:"ssh,omitempty" yaml:"ssh,omitempty" toml:"ssh,omitempty"`
 		MACs              []string          `json:"macs,omitempty" yaml:"macs,omitempty,flow" toml:"macs,omitempty"`

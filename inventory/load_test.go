@@ -587,6 +587,11 @@ func TestInheritedProblemsReportedOnce(t *testing.T) {
 	if got := problemsOf(t, err); !slices.Equal(got, want) {
 		t.Errorf("problems:\n got %q\nwant %q", got, want)
 	}
+	// The same problem twice in one node is said once, without "and 1 more".
+	_, _, err = LoadBytes("f.yaml", []byte("nodes:\n  - name: a\n    macs: [zz, zz]\n"))
+	if got := problemsOf(t, err); !slices.Equal(got, []string{`f.yaml:3: node a: macs: "zz" is not a MAC address (want 6 bytes like 3c:4a:92:11:22:33)`}) {
+		t.Errorf("repeated problem: %q", got)
+	}
 }
 
 func TestWarnings(t *testing.T) {

@@ -199,10 +199,12 @@ func netboxRow(dg *diags, r *csv.Reader, cols []netboxColumn, rec []string, rowL
 		return l
 	}
 	labels := newMapping(rowLine)
+	haveLabel := map[string]bool{}
 	addLabel := func(key, val string, line int, c netboxColumn) {
-		if _, old := lookup(labels, key); old != nil {
+		if haveLabel[key] {
 			return
 		}
+		haveLabel[key] = true
 		labels.Content = append(labels.Content, scalarNode("!!str", key, line, origin(c)), scalarNode("!!str", val, line, origin(c)))
 	}
 	var oob, protocol string

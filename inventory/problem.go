@@ -169,15 +169,23 @@ func collapse[T any](in []T, key func(T) diagKey, setNode func(*T, string), node
 	if len(in) < 2 {
 		return in
 	}
+	type keyNode struct {
+		diagKey
+		node string
+	}
 	index := make(map[diagKey]int, len(in))
+	seen := make(map[keyNode]bool, len(in))
 	counts := make([]int, 0, len(in))
 	out := make([]T, 0, len(in))
 	for _, x := range in {
 		k := key(x)
+		kn := keyNode{k, node(x)}
+		if seen[kn] {
+			continue // the same problem of the same node, said once
+		}
+		seen[kn] = true
 		if i, ok := index[k]; ok {
-			if node(out[i]) != "" || node(x) != "" {
-				counts[i]++
-			}
+			counts[i]++
 			continue
 		}
 		index[k] = len(out)

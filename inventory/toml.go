@@ -22,6 +22,8 @@ type tomlConv struct {
 	root     *yaml.Node
 	// tables records how each mapping was made.
 	tables map[*yaml.Node]tableKind
+	// index finds keys in large tables without scanning them.
+	index map[*yaml.Node]map[string]int
 }
 
 type tableKind uint8
@@ -34,8 +36,8 @@ const (
 	tableArray                     // an element of an array of tables
 )
 
-func tomlToYAML(dg *diags, data []byte) (root *yaml.Node) {
-	c := &tomlConv{dg: dg, data: data, tables: map[*yaml.Node]tableKind{}}
+func tomlToYAML(dg *diags, data []byte) *yaml.Node {
+	c := &tomlConv{dg: dg, data: data, tables: map[*yaml.Node]tableKind{}, index: map[*yaml.Node]map[string]int{}}
 	for i, b := range data {
 		if b == '\n' {
 			c.newlines = append(c.newlines, i)
@@ -43,17 +45,20 @@ func tomlToYAML(dg *diags, data []byte) (root *yaml.Node) {
 	}
 	c.root = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: 1}
 	c.tables[c.root] = tableHeader
-	defer func() {
-		// The parser is not ours: a panic in it must not take reprov down.
-		if r := recover(); r != nil {
-			dg.problem(0, "", "", "the TOML parser failed on this file")
-			root = nil
-		}
-	}()
 	var p unstable.Parser
 	p.Reset(data)
+	failed := false
+	next := func() (more bool) {
+		// The parser is not ours: a panic in it must not take reprov down.
+		defer func() {
+			if r := recover(); r != nil {
+				failed, more = true, false
+			}
+		}()
+		return p.NextExpression()
+	}
 	current := c.root
-	for p.NextExpression() {
+	for next() {
 		e := p.Expression()
 		switch e.Kind {
 		case unstable.KeyValue:
@@ -66,6 +71,10 @@ func tomlToYAML(dg *diags, data []byte) (root *yaml.Node) {
 		if len(dg.problems) >= maxProblems {
 			break
 		}
+	}
+	if failed {
+		dg.problem(0, "", "", "the TOML parser failed on this file")
+		return nil
 	}
 	if err := p.Error(); err != nil {
 		line := 0
@@ -119,6 +128,28 @@ func dotted(parts []tomlKey) string {
 	return strings.Join(names, ".")
 }
 
+// lookup finds key in table m, through an index once the table is large.
+func (c *tomlConv) lookup(m *yaml.Node, key string) (k, v *yaml.Node) {
+	const indexFrom = 32 // keys
+	if len(m.Content) < 2*indexFrom {
+		return lookup(m, key)
+	}
+	idx, ok := c.index[m]
+	if !ok {
+		idx = make(map[string]int, len(m.Content)/2)
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			if _, dup := idx[m.Content[i].Value]; !dup {
+				idx[m.Content[i].Value] = i
+			}
+		}
+		c.index[m] = idx
+	}
+	if i, ok := idx[key]; ok {
+		return m.Content[i], m.Content[i+1]
+	}
+	return nil, nil
+}
+
 // lookup finds key in mapping m.
 func lookup(m *yaml.Node, key string) (k, v *yaml.Node) {
 	for i := 0; i+1 < len(m.Content); i += 2 {
@@ -130,6 +161,9 @@ func lookup(m *yaml.Node, key string) (k, v *yaml.Node) {
 }
 
 func (c *tomlConv) addKey(m *yaml.Node, k tomlKey, v *yaml.Node) {
+	if idx, ok := c.index[m]; ok {
+		idx[k.name] = len(m.Content)
+	}
 	m.Content = append(m.Content,
 		&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: k.name, Line: k.line},
 		v)
@@ -149,7 +183,7 @@ func (c *tomlConv) scratch(line int) *yaml.Node { return c.newTable(line, tableH
 // implicit tables; an array of tables stands for its last element.
 func (c *tomlConv) descend(m *yaml.Node, parts []tomlKey, fromKeyValue bool) (*yaml.Node, bool) {
 	for i, p := range parts {
-		_, v := lookup(m, p.name)
+		_, v := c.lookup(m, p.name)
 		switch {
 		case v == nil:
 			kind := tableImplicit
@@ -192,7 +226,7 @@ func (c *tomlConv) keyValue(m *yaml.Node, e *unstable.Node) {
 		return
 	}
 	last := parts[len(parts)-1]
-	if k, _ := lookup(parent, last.name); k != nil {
+	if k, _ := c.lookup(parent, last.name); k != nil {
 		c.dg.problem(last.line, "", dotted(parts), "key defined twice (first at line %d)", k.Line)
 		return
 	}
@@ -210,7 +244,7 @@ func (c *tomlConv) table(e *unstable.Node) *yaml.Node {
 	if !ok {
 		return c.scratch(last.line)
 	}
-	_, v := lookup(parent, last.name)
+	_, v := c.lookup(parent, last.name)
 	switch {
 	case v == nil:
 		t := c.newTable(last.line, tableHeader)
@@ -240,7 +274,7 @@ func (c *tomlConv) arrayTable(e *unstable.Node) *yaml.Node {
 	if !ok {
 		return c.scratch(last.line)
 	}
-	_, v := lookup(parent, last.name)
+	_, v := c.lookup(parent, last.name)
 	t := c.newTable(last.line, tableArray)
 	switch {
 	case v == nil:

@@ -111,13 +111,19 @@ func (a *app) loadInventory() (*inventory.Inventory, error) {
 		return nil, usagef("no inventory: give --inventory FILE, set REPROV_INVENTORY, or set inventory in the config file")
 	}
 	inv, warnings, err := inventory.Load(a.cfg.Inventory)
-	for _, w := range warnings {
-		a.log.Warn(w.String())
-	}
+	a.printWarnings(warnings)
 	if err != nil {
 		return nil, usageError(err)
 	}
 	return inv, nil
+}
+
+// printWarnings writes inventory warnings to stderr, one per line, in the
+// same file:line: node: field form as errors.
+func (a *app) printWarnings(warnings []inventory.Warning) {
+	for _, w := range warnings {
+		fmt.Fprintf(a.stderr, "warning: %s\n", w.String())
+	}
 }
 
 // selection holds the node-selection flags shared by every command that

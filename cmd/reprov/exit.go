@@ -41,6 +41,15 @@ func exitCode(ctx context.Context, err error) int {
 	if err == nil {
 		return exitOK
 	}
+	// Errors of packages that carry their own exit code (the agent tree's
+	// usage errors) keep it.
+	var coded interface{ ExitCode() int }
+	if errors.As(err, &coded) && !errors.As(err, new(*exitError)) {
+		if ctx.Err() != nil && coded.ExitCode() != exitUsage {
+			return exitInterrupted
+		}
+		return coded.ExitCode()
+	}
 	var ee *exitError
 	isExit := errors.As(err, &ee)
 	switch {

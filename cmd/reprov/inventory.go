@@ -211,9 +211,7 @@ func runInventoryImport(a *app, o inventoryImportOptions) error {
 	inv, warnings, err := inventory.Import(o.File, o.From, inventory.ImportOptions{
 		Ansible: inventory.AnsibleOptions{RackVar: o.RackVar, RackGroupPattern: o.RackGroupPattern},
 	})
-	for _, w := range warnings {
-		a.log.Warn(w.String())
-	}
+	a.printWarnings(warnings)
 	if err != nil {
 		return failedError(err)
 	}

@@ -271,3 +271,20 @@ func TestArgumentErrorsAreUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestAgentSubcommandsAreWired(t *testing.T) {
+	c := newCLI(t)
+	code, out, errOut := c.run("agent", "--help")
+	if code != 0 {
+		t.Fatalf("reprov agent --help: exit %d: %s", code, errOut)
+	}
+	for _, sub := range []string{"identify", "resolve-disk", "wipe-boot-sector", "restore-boot-sector", "next-boot", "reboot"} {
+		if !strings.Contains(out, sub) {
+			t.Errorf("reprov agent lacks %s:\n%s", sub, out)
+		}
+	}
+	// A usage error of the agent tree is exit 2, and refuses to wipe without --yes.
+	if code, _, _ := c.run("agent", "wipe-boot-sector", "--disk", "/dev/null-not-a-disk"); code != exitUsage {
+		t.Errorf("wipe-boot-sector without --yes: exit %d, want 2", code)
+	}
+}

@@ -37,6 +37,7 @@ Exit codes: 0 success; 1 some node failed (or validate found errors);
 		newBootdevCmd(a),
 		newBMCCmd(a),
 		newDemoCmd(a),
+		newAgentCmd(a),
 	)
 	return root
 }
