@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/reprov/reprov/internal/suggest"
 )
 
 // Default ports of the BMC protocols.
@@ -155,7 +157,7 @@ func parseBMCURL(s, rawScheme, rest string) (BMCAddress, error) {
 	case "redfish+http":
 		a.Protocol, a.Scheme = "redfish", "http"
 	default:
-		hint := didYouMean(scheme, bmcSchemes)
+		hint := suggest.DidYouMean(scheme, bmcSchemes)
 		switch {
 		case hint != "":
 		case strings.Contains(scheme, "redfish"):

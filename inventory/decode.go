@@ -10,6 +10,8 @@ import (
 	"time"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/reprov/reprov/internal/suggest"
 )
 
 // nodeMeta is what the decoder knows about one node beyond its values:
@@ -309,7 +311,7 @@ func (d *decoder) native(root *yaml.Node) []Node {
 		case strings.HasPrefix(k.Value, "x-"):
 			// An extension key: a place for YAML anchors, ignored.
 		default:
-			hint := didYouMean(k.Value, top)
+			hint := suggest.DidYouMean(k.Value, top)
 			if hint == "" {
 				hint = " (the top level has defaults, nodes and x-… keys for YAML anchors)"
 			}
@@ -400,7 +402,7 @@ func (d *decoder) decodeMapping(c *nodeCtx, fs []*field, prefix string, m *yaml.
 			}
 		}
 		if f == nil {
-			hint := didYouMean(k.Value, keys(fs))
+			hint := suggest.DidYouMean(k.Value, keys(fs))
 			if hint == "" {
 				hint = " (want " + orList(keys(fs)) + ")"
 			}
@@ -443,7 +445,7 @@ func (d *decoder) decodeField(c *nodeCtx, f *field, v *yaml.Node) {
 		}
 		lower := strings.ToLower(s)
 		if !slices.Contains(f.enum, lower) {
-			d.fieldProblem(c, f, v, "unknown value %q (want %s)%s", s, orList(f.enum), didYouMean(s, f.enum))
+			d.fieldProblem(c, f, v, "unknown value %q (want %s)%s", s, orList(f.enum), suggest.DidYouMean(s, f.enum))
 			return
 		}
 		*f.ptr(c.node).(*string) = lower

@@ -6,6 +6,8 @@ import (
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/reprov/reprov/internal/suggest"
 )
 
 // Selector says which nodes a command acts on. Names is a union; Racks and
@@ -110,7 +112,7 @@ func (inv *Inventory) unmatchedNames(names []string) error {
 	for i, n := range names {
 		parts[i] = n
 		if !strings.ContainsAny(n, "*?[") {
-			parts[i] += didYouMean(n, all)
+			parts[i] += suggest.DidYouMean(n, all)
 		}
 	}
 	what := "name"

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/reprov/reprov/internal/suggest"
 )
 
 //go:embed builtin/*.yaml
@@ -43,7 +45,7 @@ func (s *Set) Get(name string) (*Playbook, error) {
 		return p, nil
 	}
 	known := s.Names()
-	return nil, fmt.Errorf("%w %q%s; known: %s", ErrUnknownPlaybook, name, didYouMean(name, known), strings.Join(known, ", "))
+	return nil, fmt.Errorf("%w %q%s; known: %s", ErrUnknownPlaybook, name, suggest.DidYouMean(name, known), strings.Join(known, ", "))
 }
 
 // List returns every playbook, sorted by name.

@@ -16,6 +16,8 @@ import (
 	"unicode"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/reprov/reprov/internal/suggest"
 )
 
 // DefaultHookTimeout bounds a hook that does not set its own timeout.
@@ -369,7 +371,7 @@ func (ps *parser) mapping(n *yaml.Node, field string, known []string, fn func(ke
 			if field != "" {
 				where = field
 			}
-			ps.addf(k, full, "unknown key in %s%s; known keys: %s", where, didYouMean(key, known), strings.Join(known, ", "))
+			ps.addf(k, full, "unknown key in %s%s; known keys: %s", where, suggest.DidYouMean(key, known), strings.Join(known, ", "))
 			continue
 		}
 		if first, dup := seen[key]; dup {
@@ -448,7 +450,7 @@ func enum[T ~string](ps *parser, n *yaml.Node, field string, allowed []T) (T, bo
 	if slices.Contains(names, v) {
 		return T(v), true
 	}
-	ps.addf(n, field, "%q is not one of %s%s", v, strings.Join(names, ", "), didYouMean(v, names))
+	ps.addf(n, field, "%q is not one of %s%s", v, strings.Join(names, ", "), suggest.DidYouMean(v, names))
 	return "", false
 }
 

@@ -3,7 +3,6 @@ package playbooks
 import (
 	"cmp"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 )
@@ -77,60 +76,4 @@ func sortProblems(ps []Problem) {
 		}
 		return cmp.Or(cmp.Compare(a.Pos.File, b.Pos.File), cmp.Compare(a.Pos.Line, b.Pos.Line))
 	})
-}
-
-// didYouMean returns ` (did you mean "X"?)` for the candidate closest to
-// word, or "" when none is close enough to be a plausible typo. Case, '-'
-// and '_' differences count as near; so does a prefix ("wait" for
-// "wait_landing"). Same rules as the inventory's.
-func didYouMean(word string, candidates []string) string {
-	if word == "" {
-		return ""
-	}
-	norm := strings.NewReplacer("_", "", "-", "", " ", "")
-	nw := norm.Replace(strings.ToLower(word))
-	best, bestD := "", 1<<30
-	for _, c := range candidates {
-		nc := norm.Replace(strings.ToLower(c))
-		d := editDistance(nw, nc)
-		if len(nw) >= 3 && strings.HasPrefix(nc, nw) {
-			d = 0
-		}
-		if d < bestD {
-			best, bestD = c, d
-		}
-	}
-	limit := 2
-	if len(nw) <= 4 {
-		limit = 1
-	}
-	if bestD > limit {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		// Nothing that long is a typo of a key.
-		return max(len(a), len(b))
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

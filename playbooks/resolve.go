@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/reprov/reprov/internal/suggest"
 )
 
 // defaultTimeouts apply to every timeout a playbook (and what it extends)
@@ -83,7 +85,7 @@ func (r *resolver) resolve(s *spec) *resolved {
 		b := r.final[s.extends]
 		if b == nil {
 			known := slices.DeleteFunc(slices.Sorted(maps.Keys(r.final)), func(n string) bool { return n == s.name })
-			r.problem(s, s.extendsPos, "extends", "no playbook named %q%s; known: %s", s.extends, didYouMean(s.extends, known), strings.Join(known, ", "))
+			r.problem(s, s.extendsPos, "extends", "no playbook named %q%s; known: %s", s.extends, suggest.DidYouMean(s.extends, known), strings.Join(known, ", "))
 			base = &resolved{}
 		} else {
 			base = r.resolve(b)

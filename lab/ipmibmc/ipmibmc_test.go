@@ -12,6 +12,7 @@ import (
 
 	"github.com/reprov/reprov/bmc"
 	"github.com/reprov/reprov/lab/ipmibmc"
+	"github.com/reprov/reprov/lab/labtool"
 )
 
 func start(t *testing.T, cfg ipmibmc.Config) *ipmibmc.BMC {
@@ -172,6 +173,12 @@ func TestSessionsAndFaults(t *testing.T) {
 	if _, err := c.GetChassisStatus(ctx); err != nil {
 		t.Fatalf("after the busy answers: %v", err)
 	}
+	// The client has its answer before the BMC counts it as sent: wait
+	// until every request received was answered.
+	labtool.Eventually(t, 5*time.Second, "the BMC's counters to settle", func() bool {
+		s := b.Stats()
+		return s.Sent+s.Dropped == s.Received
+	})
 	before := b.Stats()
 	b.Faults().SetDropAll(true)
 	c.WithTimeout(100 * time.Millisecond).WithRetry(0)
