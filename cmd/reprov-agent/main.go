@@ -26,7 +26,7 @@ func main() {
 	signal.Ignore(syscall.SIGHUP)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cmd := agentcmd.New(agentcmd.Options{Use: "reprov-agent", Version: version, Logger: logger})
-	code := agentcmd.Main(ctx, cmd, os.Args[1:], os.Stdout, os.Stderr)
+	code := agentcmd.Main(ctx, cmd, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }

@@ -38,6 +38,7 @@ Exit codes: 0 success; 1 some node failed (or validate found errors);
 		newBMCCmd(a),
 		newDemoCmd(a),
 		newAgentCmd(a),
+		newLabCmd(a),
 	)
 	return root
 }

@@ -38,6 +38,15 @@ type Options struct {
 	Version string
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
+	// Host, when set, is the node the steps act on instead of this
+	// machine. Only Go code can set it — the lab's SSH server hands each
+	// virtual node's Host to the same subcommands; reprov agent and
+	// reprov-agent never do, and no flag, config key or environment
+	// variable reaches it. With a Host set the tree writes and reads no
+	// local files: a local audit log, saved-sector files and --from FILE
+	// are refused (the controller keeps those; the lab passes --no-audit,
+	// --saved-sha256 and --from -, as the controller does).
+	Host func() (host.Host, error)
 }
 
 // Exit codes (DESIGN.md §2).
@@ -85,11 +94,20 @@ type cli struct {
 	output  string
 	newHost func() (host.Host, error)
 	log     *slog.Logger
+	// noLocalFiles refuses local audit logs and saved-sector files (a Host
+	// was given through Options).
+	noLocalFiles bool
 }
 
+// errNoLocalFiles is returned for a local file asked of an embedded tree.
+var errNoLocalFiles = errors.New("this agent keeps no local files: use --no-audit, --saved-sha256 and --from -")
+
 // New returns the agent command tree. Its steps act on the real node (in a
-// reprov_fixture test build: on the baked-in fixture).
+// reprov_fixture test build: on the baked-in fixture), or on opts.Host.
 func New(opts Options) *cobra.Command {
+	if opts.Host != nil {
+		return newTree(opts, opts.Host)
+	}
 	return newTree(opts, defaultHost)
 }
 
@@ -98,7 +116,7 @@ func newTree(opts Options, newHost func() (host.Host, error)) *cobra.Command {
 	if opts.Use == "" {
 		opts.Use = "agent"
 	}
-	c := &cli{opts: opts, newHost: newHost, log: opts.Logger}
+	c := &cli{opts: opts, newHost: newHost, log: opts.Logger, noLocalFiles: opts.Host != nil}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -182,10 +200,11 @@ func (c *cli) fail(w io.Writer, step string, err error, detail any) error {
 
 // auditFlags are the audit options of the destructive subcommands.
 type auditFlags struct {
-	path string
-	off  bool
-	node string
-	run  string
+	noFiles bool
+	path    string
+	off     bool
+	node    string
+	run     string
 }
 
 func (a *auditFlags) register(cmd *cobra.Command) {
@@ -209,6 +228,9 @@ func (a *auditFlags) nodeName() string {
 func (a *auditFlags) open() (*audit.Log, error) {
 	if a.off {
 		return nil, nil
+	}
+	if a.noFiles {
+		return nil, &UsageError{Err: errNoLocalFiles}
 	}
 	l, err := audit.Open(a.path, a.run)
 	if err != nil {
@@ -381,7 +403,7 @@ type wipeOutput struct {
 func (c *cli) wipeCmd() *cobra.Command {
 	var disk, save, savedSHA, scope string
 	var yes, dryRun, includeData bool
-	var af auditFlags
+	af := auditFlags{noFiles: c.noLocalFiles}
 	cmd := &cobra.Command{
 		Use:   "wipe-boot-sector --disk DISK (--yes | --dry-run)",
 		Short: "Save, then zero the boot sector of DISK (MBR: LBA 0; GPT: also both GPT headers and entries), verify",
@@ -424,6 +446,9 @@ removable, read-only and tiny devices are refused.`,
 					res.Saved = saved
 				}
 				return c.emit(out, res, func(w io.Writer) { wipeText(w, res) })
+			}
+			if savedSHA == "" && c.noLocalFiles {
+				return c.fail(out, "wipe-boot-sector", &UsageError{Err: errNoLocalFiles}, nil)
 			}
 			if savedSHA == "" {
 				opts.Save = func(_ context.Context, s *steps.SavedSectors) error {
@@ -504,7 +529,7 @@ func wipeText(w io.Writer, r wipeOutput) {
 func (c *cli) restoreCmd() *cobra.Command {
 	var from, disk string
 	var yes, dryRun, force bool
-	var af auditFlags
+	af := auditFlags{noFiles: c.noLocalFiles}
 	cmd := &cobra.Command{
 		Use:   "restore-boot-sector --from FILE (--yes | --dry-run)",
 		Short: "Put saved boot-sector bytes back (from wipe-boot-sector's save file) and verify",
@@ -526,6 +551,9 @@ unless --force. FILE "-" reads standard input.`,
 			if from == "-" {
 				b, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 64<<20))
 			} else {
+				if c.noLocalFiles {
+					return c.fail(out, "restore-boot-sector", &UsageError{Err: errNoLocalFiles}, nil)
+				}
 				b, err = os.ReadFile(from)
 			}
 			if err != nil {
@@ -589,7 +617,7 @@ unless --force. FILE "-" reads standard input.`,
 
 func (c *cli) nextBootCmd() *cobra.Command {
 	var opts steps.NextBootOptions
-	var af auditFlags
+	af := auditFlags{noFiles: c.noLocalFiles}
 	cmd := &cobra.Command{
 		Use:   "next-boot pxe",
 		Short: "Make the next boot a network boot, in-band (IPMI force_pxe via /dev/ipmi0; UEFI: also BootNext)",
@@ -681,7 +709,7 @@ func nextBootText(w io.Writer, r *steps.NextBootResult) {
 
 func (c *cli) rebootCmd() *cobra.Command {
 	var opts steps.RebootOptions
-	var af auditFlags
+	af := auditFlags{noFiles: c.noLocalFiles}
 	cmd := &cobra.Command{
 		Use:   "reboot",
 		Short: "Reboot this node, detached, after a short delay (systemctl reboot, then reboot -f, then sysrq b)",
@@ -756,8 +784,9 @@ func (c *cli) versionCmd() *cobra.Command {
 
 // Main runs the tree as a program and returns the exit code: errors go to
 // stderr (the JSON error result, with -o json, to stdout).
-func Main(ctx context.Context, cmd *cobra.Command, args []string, stdout, stderr io.Writer) int {
+func Main(ctx context.Context, cmd *cobra.Command, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd.SetArgs(args)
+	cmd.SetIn(stdin)
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
 	err := cmd.ExecuteContext(ctx)

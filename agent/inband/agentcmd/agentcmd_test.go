@@ -62,8 +62,7 @@ func (a *agent) run(args ...string) (string, int) {
 	a.t.Helper()
 	cmd := newTree(Options{Use: "reprov-agent", Version: "test"}, func() (host.Host, error) { return a.h, nil })
 	var out, errb bytes.Buffer
-	cmd.SetIn(strings.NewReader(""))
-	code := Main(context.Background(), cmd, args, &out, &errb)
+	code := Main(context.Background(), cmd, args, strings.NewReader(""), &out, &errb)
 	return out.String(), code
 }
 
@@ -180,5 +179,44 @@ func TestNormalBuildUsesTheRealHost(t *testing.T) {
 	}
 	if _, ok := h.(*host.Local); !ok || h.Describe() != "local" {
 		t.Fatalf("default host %T %q, want the local node", h, h.Describe())
+	}
+}
+
+// TestGivenHostKeepsNoLocalFiles: a tree handed a Host from Go code (the
+// lab's SSH server) acts on that Host and refuses to write or read files on
+// the machine it runs on.
+func TestGivenHostKeepsNoLocalFiles(t *testing.T) {
+	a := newAgent(t)
+	dir := t.TempDir()
+	run := func(args ...string) (string, int) {
+		cmd := New(Options{Use: "reprov-agent", Host: func() (host.Host, error) { return a.h, nil }})
+		var out, errb bytes.Buffer
+		return out.String(), Main(context.Background(), cmd, args, strings.NewReader(""), &out, &errb)
+	}
+	before, err := os.ReadFile(a.image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"wipe-boot-sector", "--disk", a.image, "--yes", "--no-audit", "--save", filepath.Join(dir, "saved.json")},
+		{"wipe-boot-sector", "--disk", a.image, "--yes", "--audit", filepath.Join(dir, "audit.jsonl")},
+		{"restore-boot-sector", "--from", filepath.Join(dir, "saved.json"), "--yes", "--no-audit"},
+	} {
+		if _, code := run(args...); code != ExitUsage {
+			t.Errorf("%v with a given Host: exit %d, want %d", args, code, ExitUsage)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("the tree wrote local files: %v", entries)
+	}
+	after, err := os.ReadFile(a.image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Error("a refused wipe changed the disk")
+	}
+	if _, code := run("identify", "-o", "json"); code != ExitOK {
+		t.Errorf("identify on the given Host: exit %d", code)
 	}
 }
