@@ -65,6 +65,14 @@ func (e *HTTPError) Error() string {
 // (zero when it gave none). The retry wrapper honours it.
 func (e *HTTPError) RetryAfter() time.Duration { return e.retryAfter }
 
+// Is makes 429 Too Many Requests and 503 Service Unavailable match
+// bmc.ErrBusy: the BMC refused the request without acting on it, so even a
+// power cycle may be sent again (bmc.WithRetry relies on this).
+func (e *HTTPError) Is(target error) bool {
+	return target == bmc.ErrBusy &&
+		(e.StatusCode == http.StatusTooManyRequests || e.StatusCode == http.StatusServiceUnavailable)
+}
+
 // temporaryStatus reports whether an HTTP status is worth retrying.
 func temporaryStatus(code int) bool {
 	return code == http.StatusTooManyRequests ||

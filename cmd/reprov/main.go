@@ -9,14 +9,26 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// The first Ctrl-C (or SIGTERM) stops new work and lets in-flight
+		// steps finish and record their state; then the default handling
+		// is back, so a second Ctrl-C kills the process at once.
+		<-sigs
+		signal.Reset(os.Interrupt, syscall.SIGTERM)
+		fmt.Fprintln(os.Stderr, "reprov: interrupted: finishing in-flight steps and recording every node's state (Ctrl-C again to kill)")
+		cancel()
+	}()
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
-	stop()
+	cancel()
 	os.Exit(code)
 }
