@@ -22,6 +22,8 @@ type bootdevOptions struct {
 	Selection  selection
 	Fleet      fleetFlags
 	DryRun     bool
+	// Force acts on nodes with an active reinstall job too.
+	Force bool
 }
 
 // bootdevDetail is a node's boot override row.
@@ -66,6 +68,7 @@ before it is sent, and its outcome after. Exit 1 when any node failed.`,
 		f.BoolVar(&o.UEFI, "uefi", false, "ask for a UEFI boot")
 		f.BoolVar(&o.Legacy, "legacy", false, "ask for a legacy (BIOS) boot (excludes --uefi)")
 		f.BoolVar(&o.DryRun, "dry-run", false, "connect and describe the change, but do not send it")
+		f.BoolVar(&o.Force, "force", false, "act on nodes with an active reinstall job too")
 		addSelectionFlags(sub, &o.Selection)
 		addFleetFlags(sub, &o.Fleet)
 		cmd.AddCommand(sub)
@@ -108,6 +111,15 @@ func runBootdev(ctx context.Context, a *app, o bootdevOptions) error {
 	}
 	for _, n := range nodes {
 		if _, err := o.bootModeFor(n); err != nil {
+			return err
+		}
+	}
+	if !o.Force && !o.DryRun {
+		busy, err := a.activeJobs(ctx, nodes)
+		if err != nil {
+			return err
+		}
+		if err := refuseBusy("set the boot device of", busy); err != nil {
 			return err
 		}
 	}

@@ -30,7 +30,7 @@ func TestBootdevPXEAgreesWithIpmitoolOnIpmiSim(t *testing.T) {
       address: "ipmi://%s:%d"
       username: %s
       password: "file:%s"
-      options: {cipher_suites: [3], verify: device-only}
+      options: {cipher_suites: [3], verify: device-only, timeout: 10s}
 `, sim.Host(), sim.Port(), sim.Username(), pw))
 
 	code, out, errOut := c.run("bootdev", "pxe", "sim-01", "--inventory", inv)
@@ -56,7 +56,7 @@ func TestBootdevPXEAgreesWithIpmitoolOnIpmiSim(t *testing.T) {
 	if code, out, errOut := c.run("power", "cycle", "sim-01", "--inventory", inv); code != 0 {
 		t.Fatalf("reprov power cycle: exit %d\n%s\n%s", code, out, errOut)
 	}
-	labtool.Eventually(t, 20*time.Second, "ipmi_sim powered off and on", func() bool {
+	labtool.Eventually(t, 60*time.Second, "ipmi_sim powered off and on", func() bool {
 		return sim.PowerOns() > before && sim.Powered()
 	})
 	if boots := sim.Boots(); len(boots) == 0 || boots[len(boots)-1] != bmc.BootPXE {

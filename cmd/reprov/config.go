@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
@@ -30,6 +31,12 @@ type Config struct {
 	PerRack int `mapstructure:"per_rack"`
 	// Landing is the landing endpoint (DESIGN.md §4).
 	Landing LandingConfig `mapstructure:"landing"`
+	// Store is the job store (DESIGN.md §8).
+	Store StoreConfig `mapstructure:"store"`
+	// Playbooks says where operator playbooks are.
+	Playbooks PlaybooksConfig `mapstructure:"playbooks"`
+	// Inband configures the in-band step.
+	Inband InbandConfig `mapstructure:"inband"`
 }
 
 // LandingConfig configures the landing endpoint.
@@ -38,6 +45,35 @@ type LandingConfig struct {
 	Listen string `mapstructure:"listen"`
 	// URL is what iPXE scripts request.
 	URL string `mapstructure:"url"`
+	// Allow lists the source networks (CIDR) the endpoint answers; empty: all.
+	Allow []string `mapstructure:"allow"`
+	// Kernel, Initrd and Cmdline are the default install profile (a
+	// playbook's install overrides it).
+	Kernel  string   `mapstructure:"kernel"`
+	Initrd  []string `mapstructure:"initrd"`
+	Cmdline string   `mapstructure:"cmdline"`
+	// ProbeInterval is how often a waiting node's BMC and old OS are probed.
+	ProbeInterval time.Duration `mapstructure:"probe_interval"`
+}
+
+// StoreConfig configures the job store.
+type StoreConfig struct {
+	// URL is sqlite:///path or postgres://…; empty: sqlite in the state dir.
+	URL string `mapstructure:"url"`
+	// Lease is how long a controller's claim on a node job lasts unrenewed.
+	Lease time.Duration `mapstructure:"lease"`
+}
+
+// PlaybooksConfig says where operator playbooks are.
+type PlaybooksConfig struct {
+	// Dir holds operator playbook files (*.yaml, *.yml); empty: built-ins only.
+	Dir string `mapstructure:"dir"`
+}
+
+// InbandConfig configures the in-band step.
+type InbandConfig struct {
+	// AgentBinary is the reprov-agent binary pushed to nodes (agent mode push).
+	AgentBinary string `mapstructure:"agent_binary"`
 }
 
 // configKey describes one configuration key for defaults, env binding and docs.
@@ -58,6 +94,15 @@ func configKeys() []configKey {
 		{"per_rack", 0, "nodes of one rack worked on at once (0: no limit)"},
 		{"landing.listen", "127.0.0.1:8086", "address the landing endpoint binds"},
 		{"landing.url", "http://127.0.0.1:8086", "base URL iPXE scripts request"},
+		{"landing.allow", []string{}, "source networks (CIDR) the landing endpoint answers; empty: every source"},
+		{"landing.kernel", "", "default install profile: kernel URL (a playbook's install overrides it)"},
+		{"landing.initrd", []string{}, "default install profile: initrd URLs, in order"},
+		{"landing.cmdline", "", "default install profile: kernel command line"},
+		{"landing.probe_interval", "15s", "how often a waiting node's BMC and old OS are probed"},
+		{"store.url", "", "job store: sqlite:///path/reprov.db or postgres://… (default: sqlite in the state dir)"},
+		{"store.lease", "30s", "how long a controller's claim on a node job lasts unrenewed"},
+		{"playbooks.dir", "", "directory of operator playbooks (*.yaml); empty: built-ins only"},
+		{"inband.agent_binary", "", "reprov-agent binary pushed to nodes (default: the build for each node's architecture next to reprov)"},
 	}
 }
 
@@ -168,6 +213,12 @@ func (c *Config) validate(path string) error {
 	}
 	if c.PerRack < 0 {
 		errs = append(errs, fmt.Errorf("%s: per_rack: %d is negative", where, c.PerRack))
+	}
+	if c.Store.Lease <= 0 {
+		errs = append(errs, fmt.Errorf("%s: store.lease: %s is not a positive duration", where, c.Store.Lease))
+	}
+	if c.Landing.ProbeInterval <= 0 {
+		errs = append(errs, fmt.Errorf("%s: landing.probe_interval: %s is not a positive duration", where, c.Landing.ProbeInterval))
 	}
 	return errors.Join(errs...)
 }

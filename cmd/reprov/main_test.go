@@ -248,17 +248,6 @@ func TestNoResolvedSecretInAnyOutput(t *testing.T) {
 	}
 }
 
-func TestDemoRuns(t *testing.T) {
-	c := newCLI(t)
-	code, out, errOut := c.run("demo")
-	if code != 0 {
-		t.Fatalf("demo exit %d: %s", code, errOut)
-	}
-	if !strings.Contains(out, "web-014") {
-		t.Errorf("demo output lacks the example nodes:\n%s", out)
-	}
-}
-
 func TestArgumentErrorsAreUsageErrors(t *testing.T) {
 	c := newCLI(t)
 	for _, args := range [][]string{

@@ -178,6 +178,8 @@ type powerOptions struct {
 	Selection selection
 	Fleet     fleetFlags
 	DryRun    bool
+	// Force acts on nodes with an active reinstall job too.
+	Force bool
 }
 
 // powerStatusDetail is a node's power status row.
@@ -224,6 +226,7 @@ listed with its reason.`,
 		addFleetFlags(sub, &o.Fleet)
 		if act.name != "status" {
 			sub.Flags().BoolVar(&o.DryRun, "dry-run", false, "connect and describe the change, but do not send it")
+			sub.Flags().BoolVar(&o.Force, "force", false, "act on nodes with an active reinstall job too")
 		}
 		cmd.AddCommand(sub)
 	}
@@ -242,6 +245,15 @@ func runPower(ctx context.Context, a *app, o powerOptions) error {
 	nodes, err := a.selectNodes(o.Selection)
 	if err != nil {
 		return err
+	}
+	if action != "" && !o.Force && !o.DryRun {
+		busy, err := a.activeJobs(ctx, nodes)
+		if err != nil {
+			return err
+		}
+		if err := refuseBusy("power "+o.Action, busy); err != nil {
+			return err
+		}
 	}
 	r, err := a.newBMCRun(o.Fleet, action != "", o.DryRun)
 	if err != nil {

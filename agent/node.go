@@ -1,0 +1,810 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/reprov/reprov/agent/fleet"
+	"github.com/reprov/reprov/agent/inband"
+	"github.com/reprov/reprov/agent/inband/steps"
+	"github.com/reprov/reprov/agent/landing"
+	"github.com/reprov/reprov/agent/store"
+	"github.com/reprov/reprov/bmc"
+	"github.com/reprov/reprov/inventory"
+	"github.com/reprov/reprov/playbooks"
+)
+
+// Step names of the node step record (store.Step.Name).
+const (
+	StepPrecheck    = "precheck"
+	StepPreHooks    = "pre_hooks"
+	StepOOBBoot     = "oob_boot"
+	StepPower       = "power"
+	StepInband      = "inband"
+	StepWaitLanding = "wait_landing"
+	StepPostHooks   = "post_hooks"
+	// StepInterrupted marks where Ctrl-C stopped the job.
+	StepInterrupted = "interrupted"
+)
+
+// Verdicts of a wait for landing.
+const (
+	VerdictLanded   = "landed"
+	VerdictTimeout  = "timeout"
+	VerdictOldOS    = "old-os"
+	VerdictNoReboot = "no-reboot"
+)
+
+// ModelLabel is the inventory label that names a node's model; learned
+// quirks are proposed for every node with the same value.
+const ModelLabel = "model"
+
+// kick is a path carried out: the node was made to boot (power action, or
+// in-band reboot) at a time, and a landing is awaited.
+type kick struct {
+	path playbooks.Path
+	at   time.Time
+	// bootID is the running OS's boot id before the kick ("" unknown).
+	bootID  string
+	verdict *verdict
+	// unwatched: the wait for this kick was cut — Ctrl-C (the job was not
+	// active, the landing endpoint may have sent the node to its disk) or a
+	// controller that died (its landing endpoint with it): what the node
+	// did meanwhile was not seen.
+	unwatched bool
+}
+
+// verdict is how a wait for landing ended.
+type verdict struct {
+	kind     string
+	evidence map[string]any
+}
+
+// nodeRun is one worker's pass over one node job.
+type nodeRun struct {
+	e     *Engine
+	n     inventory.Node
+	pb    *playbooks.Playbook
+	job   store.NodeJob
+	owner string
+	log   *slog.Logger
+	rep   *NodeReport
+
+	// what precheck found
+	bmcOK     bool
+	sshWhy    string // why SSH could not be used at precheck ("" if it could)
+	baseline  string // the running OS's boot id at precheck
+	inbandQ   bool   // a learned quirk puts in-band first
+	preRan    bool
+	preOK     bool
+	ran       map[playbooks.Path]bool
+	cannot    map[playbooks.Path]string
+	lastPath  playbooks.Path
+	lastStep  string
+	escalated bool
+	kicked    bool // a path was carried out: the node was made to boot
+}
+
+// HoldUntilKey is the evidence key of an interrupted job whose node was
+// already made to boot: until then the landing endpoint keeps the node in
+// its network boot rather than sending it to its disk (the resumed job
+// then sees it land).
+const HoldUntilKey = landing.HoldUntilKey
+
+// work runs the node job's state machine and records its end.
+func (e *Engine) work(ctx context.Context, job store.NodeJob, owner string, n inventory.Node) (*NodeReport, error) {
+	rep := &NodeReport{Node: n.Name, JobID: job.ID, RunID: job.RunID, Resumed: job.Generation > 0}
+	pb, err := e.cfg.Playbooks.Get(n.Playbook)
+	if err != nil {
+		return rep, fail(ReasonInternal, "", err, nil)
+	}
+	rep.Playbook = pb.Name
+	r := &nodeRun{e: e, n: n, pb: pb, job: job, owner: owner, rep: rep,
+		log: e.log.With("node", n.Name, "job", job.ID), ran: map[playbooks.Path]bool{}, cannot: map[playbooks.Path]string{}}
+
+	// The node's context ends on Ctrl-C (the run's), on the node timeout,
+	// and when the lease is lost.
+	nctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if e.cfg.NodeTimeout > 0 {
+		var c2 context.CancelFunc
+		nctx, c2 = context.WithTimeoutCause(nctx, e.cfg.NodeTimeout, errNodeTimeout)
+		defer c2()
+	}
+	stopRenew := r.renewLease(nctx, cancel)
+	runErr := r.run(nctx)
+	stopRenew()
+
+	return r.finish(ctx, nctx, runErr)
+}
+
+// renewLease renews the job's lease every third of its TTL until stopped;
+// a lost lease cancels the node's context at once.
+func (r *nodeRun) renewLease(ctx context.Context, cancel context.CancelCauseFunc) (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	ttl := r.e.cfg.LeaseTTL
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			rctx, c := context.WithTimeout(context.WithoutCancel(ctx), ttl/3)
+			err := r.e.cfg.Store.RenewLease(rctx, r.job.ID, r.owner, ttl)
+			c()
+			if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotActive) {
+				r.log.Warn("lease lost: stopping work on the node", "err", err)
+				cancel(errLeaseLost)
+				return
+			}
+			if err != nil {
+				r.log.Warn("lease renewal failed; retrying", "err", err)
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
+}
+
+// run is the state machine. It returns nil when the node landed.
+func (r *nodeRun) run(ctx context.Context) error {
+	if err := r.settle(ctx); err != nil {
+		return err
+	}
+	j, err := r.readJournal(ctx)
+	if err != nil {
+		return err
+	}
+	if job, err := r.e.cfg.Store.NodeJob(ctx, r.job.ID); err == nil && job.LandingSource.Proof() {
+		r.rep.Landing = job.LandingSource
+		if k := j.lastKick(); k != nil {
+			r.lastPath = k.path
+		}
+		return nil
+	}
+	var (
+		k *kick
+		v *verdict
+	)
+	last := j.lastKick()
+	if last != nil && last.verdict == nil && last.unwatched && r.staleKick(ctx, last) {
+		// The wait for this node was cut (Ctrl-C, or its controller died),
+		// and the node has booted its OS since, with nobody answering its
+		// network boot as it should have been. What that kick would have
+		// shown is lost: start a fresh attempt, learning nothing from it.
+		r.log.Info("resumed: the node booted its OS while nobody watched it; starting a fresh attempt")
+		r.ran, r.cannot, r.escalated, r.rep.Escalated = map[playbooks.Path]bool{}, map[playbooks.Path]string{}, false, false
+		last = nil
+	}
+	if last != nil {
+		// Resume after a kick: its wait (or its verdict) decides.
+		r.kicked = true
+		k = last
+		r.lastPath = k.path
+		if k.verdict != nil {
+			v = k.verdict
+		} else {
+			if v, err = r.wait(ctx, k); err != nil {
+				return err
+			}
+		}
+	} else {
+		if err := r.precheck(ctx); err != nil {
+			return err
+		}
+		if !r.preOK {
+			if err := r.preHooks(ctx); err != nil {
+				return err
+			}
+		}
+	}
+
+	var forced playbooks.Path
+	for {
+		if v == nil {
+			path := r.nextPath(forced)
+			forced = ""
+			if path == "" {
+				return r.noPath()
+			}
+			r.lastPath = path
+			k, err = r.doPath(ctx, path)
+			var np *notPossible
+			if errors.As(err, &np) {
+				r.cannot[path] = np.Error()
+				r.log.Info("path could not be carried out; trying the next", "path", path, "why", np.Error())
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			r.ran[path] = true
+			r.kicked = true
+			r.recordPath(ctx, path)
+			if v, err = r.wait(ctx, k); err != nil {
+				return err
+			}
+		}
+		switch v.kind {
+		case VerdictLanded:
+			return nil
+		case VerdictTimeout:
+			return fail(ReasonDidNotLand, StepWaitLanding,
+				fmt.Errorf("no landing within %s of the %s path", r.pb.Timeouts.WaitLanding, k.path), v.evidence)
+		case VerdictNoReboot:
+			return fail(ReasonNoReboot, StepWaitLanding,
+				fmt.Errorf("the running OS still answers with boot id %s %s after the in-band reboot", k.bootID, r.pb.Timeouts.Reboot), v.evidence)
+		case VerdictOldOS:
+			if k.path == playbooks.PathInband {
+				return fail(ReasonOldOSAfterInband, StepWaitLanding,
+					errors.New("the node booted its old OS again after the in-band step"), v.evidence)
+			}
+			r.learnQuirk(ctx, v)
+			if r.pb.Escalate && r.pb.Uses(playbooks.PathInband) && !r.ran[playbooks.PathInband] {
+				r.log.Info("the board ignored the boot override: escalating to the in-band path")
+				r.escalated, r.rep.Escalated = true, true
+				forced, v = playbooks.PathInband, nil
+				continue
+			}
+			why := "the playbook does not escalate"
+			if r.ran[playbooks.PathInband] {
+				why = "the in-band path already ran"
+			} else if !r.pb.Uses(playbooks.PathInband) {
+				why = "the playbook has no in-band path"
+			}
+			return fail(ReasonIgnoredOverride, StepWaitLanding,
+				fmt.Errorf("the old OS answered SSH again with a new boot id after the out-of-band attempt (%s)", why), v.evidence)
+		}
+		return fail(ReasonInternal, StepWaitLanding, fmt.Errorf("unknown verdict %q", v.kind), nil)
+	}
+}
+
+// recordPath records on the job the path the node is now on.
+func (r *nodeRun) recordPath(ctx context.Context, p playbooks.Path) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := r.e.cfg.Store.SetPath(sctx, r.job.ID, string(p)); err != nil {
+		r.log.Warn("path not recorded on the job", "path", p, "err", err)
+	}
+}
+
+// staleKick reports whether the node's OS answers with another boot id
+// than before the kick.
+func (r *nodeRun) staleKick(ctx context.Context, k *kick) bool {
+	if r.n.SSH.Address == "" || k.bootID == "" {
+		return false
+	}
+	id, err := r.probeBootID(ctx)
+	return err == nil && id != "" && id != k.bootID
+}
+
+// order is the playbook's path order, in-band first when a learned quirk
+// says the board ignores the out-of-band override.
+func (r *nodeRun) order() []playbooks.Path {
+	paths := slices.Clone(r.pb.Paths)
+	if r.inbandQ && r.pb.Uses(playbooks.PathInband) {
+		paths = slices.DeleteFunc(paths, func(p playbooks.Path) bool { return p == playbooks.PathInband })
+		paths = append([]playbooks.Path{playbooks.PathInband}, paths...)
+	}
+	return paths
+}
+
+// nextPath is the next path to carry out: the forced one (escalation),
+// else the first in order that neither ran nor could not be carried out.
+func (r *nodeRun) nextPath(forced playbooks.Path) playbooks.Path {
+	if forced != "" && !r.ran[forced] {
+		return forced
+	}
+	for _, p := range r.order() {
+		if !r.ran[p] && r.cannot[p] == "" {
+			return p
+		}
+	}
+	return ""
+}
+
+func (r *nodeRun) noPath() error {
+	ev := map[string]any{}
+	var parts []string
+	for _, p := range r.order() {
+		switch {
+		case r.cannot[p] != "":
+			ev[string(p)] = r.cannot[p]
+			parts = append(parts, string(p)+": "+r.cannot[p])
+		case r.ran[p]:
+			ev[string(p)] = "already carried out"
+		}
+	}
+	return fail(ReasonNoPath, r.lastStep, errors.New(strings.Join(parts, "; ")), ev)
+}
+
+func (r *nodeRun) doPath(ctx context.Context, p playbooks.Path) (*kick, error) {
+	switch p {
+	case playbooks.PathOOB:
+		return r.oob(ctx)
+	case playbooks.PathInband:
+		return r.inband(ctx)
+	}
+	return nil, cannot("unknown path %q", p)
+}
+
+// stopErr says why the node's context ended.
+func (r *nodeRun) stopErr(ctx context.Context) error {
+	switch c := context.Cause(ctx); {
+	case errors.Is(c, errNodeTimeout), errors.Is(c, errLeaseLost):
+		return c
+	}
+	return errInterrupted
+}
+
+// boundary is checked before every step: the run's Ctrl-C, the node
+// timeout, a lost lease, an operator's cancel.
+func (r *nodeRun) boundary(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return r.stopErr(ctx)
+	}
+	cancelled, err := r.e.cfg.Store.CancelRequested(ctx, r.job.ID)
+	if err != nil {
+		if ctx.Err() != nil {
+			return r.stopErr(ctx)
+		}
+		return fail(ReasonStore, r.lastStep, err, nil)
+	}
+	if cancelled {
+		return errCancelled
+	}
+	return nil
+}
+
+// actCtx is the context of an act: it does not end with Ctrl-C (an act
+// in flight finishes; the next boundary stops), only with its timeout.
+func actCtx(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), timeout)
+}
+
+// step records the intent, runs act, and records its outcome. act returns
+// the outcome's detail and result ("" derives it from the error: ok or
+// failed).
+func (r *nodeRun) step(ctx context.Context, name string, intent map[string]any, act func() (map[string]any, string, error)) error {
+	if err := r.boundary(ctx); err != nil {
+		return err
+	}
+	in, err := r.e.cfg.Store.RecordStep(ctx, store.Step{JobID: r.job.ID, Name: name, Phase: store.PhaseIntent,
+		Detail: mustJSON(intent), Owner: r.owner})
+	switch {
+	case errors.Is(err, store.ErrLeaseLost), errors.Is(err, store.ErrNotActive):
+		return errLeaseLost
+	case err != nil:
+		if ctx.Err() != nil {
+			return r.stopErr(ctx)
+		}
+		return fail(ReasonStore, name, err, nil)
+	}
+	r.lastStep = name
+	r.rep.Step = name
+	r.e.emit(Event{Node: r.n.Name, JobID: r.job.ID, Step: name, Phase: string(store.PhaseIntent)})
+
+	detail, result, actErr := act()
+	if detail == nil {
+		detail = map[string]any{}
+	}
+	if result == "" {
+		result = store.ResultOK
+		if actErr != nil {
+			result = store.ResultFailed
+		}
+	}
+	note := ""
+	if actErr != nil {
+		detail["error"] = actErr.Error()
+		note = actErr.Error()
+		var np *notPossible
+		if errors.As(actErr, &np) {
+			detail["not_possible"] = true
+		}
+		if errors.Is(actErr, errInterrupted) || errors.Is(actErr, errCancelled) || errors.Is(actErr, errLeaseLost) || errors.Is(actErr, errNodeTimeout) {
+			detail["stopped"] = actErr.Error()
+		}
+	}
+	if v, ok := detail["verdict"].(string); ok {
+		note = v
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if _, err := r.e.cfg.Store.RecordStep(rctx, store.Step{Phase: store.PhaseOutcome, IntentID: in.ID, Result: result,
+		Detail: mustJSON(detail)}); err != nil {
+		r.log.Error("outcome not recorded", "step", name, "err", err)
+		if actErr == nil {
+			actErr = fail(ReasonStore, name, fmt.Errorf("%s done, but its outcome was not recorded: %w", name, err), nil)
+		}
+	}
+	r.e.emit(Event{Node: r.n.Name, JobID: r.job.ID, Step: name, Phase: string(store.PhaseOutcome), Result: result, Note: note})
+	return actErr
+}
+
+// mark records a step that is a fact rather than an act (intent and
+// outcome at once), whatever the state of ctx.
+func (r *nodeRun) mark(ctx context.Context, name string, detail map[string]any) {
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	in, err := r.e.cfg.Store.RecordStep(mctx, store.Step{JobID: r.job.ID, Name: name, Phase: store.PhaseIntent, Owner: r.owner, Detail: mustJSON(detail)})
+	if err == nil {
+		_, err = r.e.cfg.Store.RecordStep(mctx, store.Step{Phase: store.PhaseOutcome, IntentID: in.ID, Result: store.ResultOK})
+	}
+	if err != nil {
+		r.log.Warn("step not recorded", "step", name, "err", err)
+	}
+}
+
+// precheck checks, read-only, everything the node's paths need: the BMC
+// answers with the credentials and a known power state; SSH answers and
+// the running OS is the inventory's node (boot id recorded). It changes
+// nothing.
+func (r *nodeRun) precheck(ctx context.Context) error {
+	intent := map[string]any{"playbook": r.pb.Name, "paths": r.pb.Paths}
+	return r.step(ctx, StepPrecheck, intent, func() (map[string]any, string, error) {
+		actx, cancel := actCtx(ctx, r.pb.Timeouts.Precheck)
+		defer cancel()
+		d := map[string]any{}
+		r.cannot = map[playbooks.Path]string{}
+		if r.n.BMC.Address == "" {
+			d["bmc"] = "none in the inventory"
+			r.cannot[playbooks.PathOOB] = "no BMC address in the inventory"
+		} else {
+			c, err := r.e.cfg.OpenBMC(actx, r.n)
+			if err != nil {
+				return d, "", bmcFailure(err)
+			}
+			ps, err := c.PowerState(actx)
+			r.closeBMC(ctx, c)
+			if err != nil {
+				return d, "", bmcFailure(err)
+			}
+			if ps != bmc.PowerOn && ps != bmc.PowerOff {
+				return d, "", fail(ReasonPowerUnknown, StepPrecheck, fmt.Errorf("the BMC reports power %q", ps), nil)
+			}
+			d["bmc"] = c.Protocol()
+			d["power"] = ps
+			r.bmcOK = true
+		}
+
+		if r.n.SSH.Address == "" {
+			d["ssh"] = "none in the inventory"
+			r.sshWhy = "no SSH address in the inventory"
+			r.cannot[playbooks.PathInband] = r.sshWhy
+			if !r.pb.Uses(playbooks.PathOOB) {
+				return d, "", fail(ReasonNoSSH, StepPrecheck, errors.New("the playbook's only path is in-band and the node has no ssh.address"), nil)
+			}
+		} else if err := r.precheckSSH(actx, d); err != nil {
+			return d, "", err
+		}
+
+		quirks, err := r.e.cfg.Store.Quirks(actx, r.n.Name)
+		if err != nil {
+			return d, "", fail(ReasonStore, StepPrecheck, err, nil)
+		}
+		for _, q := range quirks {
+			if q.Quirk == store.QuirkIgnoresOOBPXE {
+				r.inbandQ = true
+				d["quirk"] = q.Quirk + " (learned in run " + strconv.FormatInt(q.RunID, 10) + "): in-band first"
+			}
+		}
+		if model := r.n.Labels[ModelLabel]; model != "" && !r.inbandQ {
+			if mq, err := r.e.cfg.Store.ModelQuirks(actx, model); err == nil {
+				for _, q := range mq {
+					if q.Quirk == store.QuirkIgnoresOOBPXE && q.Node != r.n.Name {
+						r.rep.Proposal = fmt.Sprintf("model %s ignores the out-of-band PXE override (learned on %s): consider playbook hp-dl360-g7 for it", model, q.Node)
+						d["proposal"] = r.rep.Proposal
+						break
+					}
+				}
+			}
+		}
+		d["order"] = r.order()
+		if r.nextPath("") == "" {
+			return d, "", r.noPath()
+		}
+		return d, "", nil
+	})
+}
+
+// precheckSSH connects and identifies the running OS: a mismatch stops the
+// node before any BMC write.
+func (r *nodeRun) precheckSSH(ctx context.Context, d map[string]any) error {
+	conn, err := r.e.cfg.DialSSH(ctx, r.n)
+	if err != nil {
+		d["ssh"] = "unreachable: " + err.Error()
+		r.sshWhy = "SSH unreachable at precheck: " + err.Error()
+		r.cannot[playbooks.PathInband] = r.sshWhy
+		if !r.pb.Uses(playbooks.PathOOB) || !r.bmcOK {
+			return fail(ReasonSSHUnreachable, StepPrecheck, err, nil)
+		}
+		return nil
+	}
+	defer conn.Close()
+	sess, err := r.session(conn)
+	if err != nil {
+		return fail(ReasonInternal, StepPrecheck, err, nil)
+	}
+	defer r.closeSession(ctx, sess)
+	rep, err := sess.Identify(ctx)
+	if err != nil {
+		if f := identityFailure(err, rep); f != nil {
+			return f
+		}
+		return fail(ReasonIdentifyFailed, StepPrecheck, err, nil)
+	}
+	d["ssh"] = "ok"
+	d["boot_id"] = rep.Identity.BootID
+	d["firmware"] = rep.Identity.Firmware
+	d["identity"] = identitySummary(rep.Check)
+	r.baseline = rep.Identity.BootID
+	return nil
+}
+
+func identitySummary(c *steps.IdentityCheck) string {
+	if c == nil {
+		return ""
+	}
+	if c.OptedOut {
+		return "opted out (skip_identity_check)"
+	}
+	var parts []string
+	for _, f := range c.Facts {
+		parts = append(parts, f.Fact+" "+f.Result)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// identityFailure turns an identity interlock error into the node's
+// failure; nil when err is something else.
+func identityFailure(err error, rep *inband.IdentifyReport) *Failure {
+	ev := map[string]any{}
+	if rep != nil && rep.Check != nil {
+		ev["check"] = rep.Check
+	}
+	switch {
+	case errors.Is(err, steps.ErrIdentityMismatch):
+		return fail(ReasonIdentityMismatch, StepPrecheck, err, ev)
+	case errors.Is(err, steps.ErrNothingToCompare):
+		return fail(ReasonNothingToCompare, StepPrecheck, err, ev)
+	}
+	return nil
+}
+
+// bmcFailure is the precheck failure of a BMC error.
+func bmcFailure(err error) *Failure {
+	switch {
+	case errors.Is(err, fleet.ErrBMCConfig):
+		return fail(ReasonBMCConfig, StepPrecheck, err, nil)
+	case errors.Is(err, inventory.ErrSecret):
+		return fail(ReasonCredential, StepPrecheck, err, nil)
+	case errors.Is(err, bmc.ErrAuthentication):
+		return fail(ReasonBMCAuth, StepPrecheck, err, nil)
+	}
+	return fail(ReasonBMCUnreachable, StepPrecheck, err, nil)
+}
+
+func (r *nodeRun) closeBMC(ctx context.Context, c bmc.Client) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := c.Close(cctx); err != nil {
+		r.log.Debug("close BMC session", "err", err)
+	}
+}
+
+// session makes the in-band session of the node over conn.
+func (r *nodeRun) session(conn SSHConn) (*inband.Session, error) {
+	return inband.NewSession(r.n, conn, inband.Config{
+		StateDir:    r.e.cfg.StateDir,
+		Run:         runTag(r.job.RunID),
+		Audit:       r.e.cfg.Audit,
+		Logger:      r.e.log,
+		AgentBinary: r.e.cfg.AgentBinary,
+		Layout:      r.e.layout(r.n),
+		RebootDelay: r.e.cfg.RebootDelay,
+		UnitTimeout: r.pb.Timeouts.Inband,
+		Wipe:        wipePolicy(r.pb),
+	})
+}
+
+// wipePolicy is the playbook's wipe for the in-band session.
+func wipePolicy(pb *playbooks.Playbook) inband.WipePolicy {
+	return inband.WipePolicy{BootSector: string(pb.Wipe.BootSector), UEFI: string(pb.Wipe.UEFI)}
+}
+
+func (r *nodeRun) closeSession(ctx context.Context, s *inband.Session) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if err := s.Close(cctx); err != nil {
+		r.log.Debug("close in-band session", "err", err)
+	}
+}
+
+// runTag is the in-band run name of a store run: saved boot sectors live
+// at inband.SavedPath(stateDir, node, runTag(run)).
+func runTag(runID int64) string { return "run-" + strconv.FormatInt(runID, 10) }
+
+// RunTag is the name under which a run's saved boot sectors are kept
+// (inband.SavedPath(stateDir, node, RunTag(runID))).
+func RunTag(runID int64) string { return runTag(runID) }
+
+// preHooks runs the playbook's pre-hooks, in order, after the prechecks
+// and before the first change; the first that fails stops the node.
+func (r *nodeRun) preHooks(ctx context.Context) error {
+	if len(r.pb.PreHooks) == 0 {
+		r.preOK = true
+		return nil
+	}
+	r.preRan = true
+	return r.step(ctx, StepPreHooks, map[string]any{"hooks": hookNames(r.pb.PreHooks)}, func() (map[string]any, string, error) {
+		env := r.hookEnv()
+		var results []playbooks.HookResult
+		for _, h := range r.pb.PreHooks {
+			res, err := playbooks.RunHook(context.WithoutCancel(ctx), h, env, r.log)
+			results = append(results, res)
+			if err != nil {
+				return map[string]any{"hooks": results}, "", fail(ReasonPreHook, StepPreHooks, err, nil)
+			}
+		}
+		r.preOK = true
+		return map[string]any{"hooks": results}, "", nil
+	})
+}
+
+// postHooks runs the post-hooks of a node whose pre-hooks ran; a failing
+// post-hook is recorded, not fatal.
+func (r *nodeRun) postHooks(ctx context.Context, result, reason string) {
+	if !r.preRan || len(r.pb.PostHooks) == 0 {
+		return
+	}
+	env := r.hookEnv()
+	env.Result, env.Reason = result, reason
+	// Post-hooks run even after Ctrl-C of the run: they undo pre-hooks.
+	pctx := context.WithoutCancel(ctx)
+	_ = r.step(pctx, StepPostHooks, map[string]any{"hooks": hookNames(r.pb.PostHooks), "result": result}, func() (map[string]any, string, error) {
+		var results []playbooks.HookResult
+		var failed []string
+		for _, h := range r.pb.PostHooks {
+			res, err := playbooks.RunHook(pctx, h, env, r.log)
+			results = append(results, res)
+			if err != nil {
+				failed = append(failed, err.Error())
+			}
+		}
+		d := map[string]any{"hooks": results}
+		if len(failed) > 0 {
+			d["warnings"] = failed
+			return d, store.ResultFailed, nil
+		}
+		return d, "", nil
+	})
+}
+
+func (r *nodeRun) hookEnv() playbooks.HookEnv {
+	env := playbooks.NodeEnv(&r.n, runTag(r.job.RunID))
+	env.Withhold = append(env.Withhold, playbooks.SecretEnvNames(r.e.cfg.Inventory...)...)
+	return env
+}
+
+func hookNames(hs []playbooks.Hook) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = h.Name
+	}
+	return out
+}
+
+// learnQuirk records that the board ignored the out-of-band override, for
+// the node (the next run goes in-band first) and its model (proposed).
+func (r *nodeRun) learnQuirk(ctx context.Context, v *verdict) {
+	if b, _ := v.evidence["boot_id_before"].(string); b == "" {
+		// Without a baseline boot id the evidence is too weak to learn from.
+		return
+	}
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	q := store.Quirk{Node: r.n.Name, Model: r.n.Labels[ModelLabel], Quirk: store.QuirkIgnoresOOBPXE,
+		Evidence: mustJSON(v.evidence), RunID: r.job.RunID}
+	if err := r.e.cfg.Store.LearnQuirk(lctx, q); err != nil {
+		r.log.Warn("quirk not recorded", "quirk", q.Quirk, "err", err)
+		return
+	}
+	r.rep.Learned = append(r.rep.Learned, store.QuirkIgnoresOOBPXE)
+	r.log.Info("learned: the board ignores the out-of-band PXE override; next time in-band first", "model", q.Model)
+}
+
+// finish records the job's end and fills the report.
+func (r *nodeRun) finish(ctx, nctx context.Context, runErr error) (*NodeReport, error) {
+	rep := r.rep
+	rep.Path = string(r.lastPath)
+	f := store.Finish{Owner: r.owner}
+	var out error
+	var holdUntil time.Time
+	var failure *Failure
+	switch {
+	case runErr == nil:
+		f.State = store.JobLanded
+		r.postHooks(ctx, "landed", "")
+	case errors.Is(runErr, errLeaseLost):
+		rep.Reason = ReasonLeaseLost
+		rep.State = ""
+		return rep, fleet.Skip(ReasonLeaseLost + ": another controller took the node's job over")
+	case errors.Is(runErr, errCancelled):
+		f.State, f.Reason = store.JobCancelled, ReasonCancelled
+		r.postHooks(ctx, "failed", ReasonCancelled)
+		out = fleet.Skip(ReasonCancelled)
+	case errors.Is(runErr, errNodeTimeout) || (errors.Is(runErr, errInterrupted) && errors.Is(context.Cause(nctx), errNodeTimeout)):
+		failure = fail(ReasonNodeTimeout, r.lastStep, fmt.Errorf("the node did not finish within %s (at step %s)", r.e.cfg.NodeTimeout, r.lastStep), nil)
+	case errors.Is(runErr, errInterrupted):
+		// Recorded in the step record: while the job is not active the
+		// landing endpoint sends the node to its disk, which a resumed
+		// wait must not take for an ignored override.
+		r.mark(ctx, StepInterrupted, map[string]any{"at_step": r.lastStep})
+		f.State = store.JobInterrupted
+		if r.kicked {
+			// The node was made to boot: the landing endpoint holds it in
+			// its network boot (instead of sending it to its disk) until
+			// the job is resumed, or this long.
+			holdUntil = time.Now().Add(r.pb.Timeouts.WaitLanding)
+		}
+		f.Reason = fmt.Sprintf("%s at step %s; reprov reinstall --resume %s continues it", ReasonInterrupted, r.lastStep, r.n.Name)
+		out = context.Canceled
+	case errors.As(runErr, &failure):
+	default:
+		failure = fail(ReasonInternal, r.lastStep, runErr, nil)
+	}
+	if failure != nil {
+		f.State = store.JobFailed
+		f.Reason = failure.Error()
+		out = failure
+		r.postHooks(ctx, "failed", failure.Error())
+	}
+	ev := map[string]any{"path": rep.Path, "step": r.lastStep}
+	if failure != nil {
+		for k, v := range failure.Evidence {
+			ev[k] = v
+		}
+		rep.Evidence = failure.Evidence
+		rep.Reason = failure.Category
+	}
+	if f.State == store.JobInterrupted || f.State == store.JobCancelled {
+		rep.Reason = f.Reason
+	}
+	if r.escalated {
+		ev["escalated"] = true
+	}
+	if !holdUntil.IsZero() {
+		ev[HoldUntilKey] = holdUntil.UTC().Format(time.RFC3339Nano)
+	}
+	f.Evidence = mustJSON(ev)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	job, err := r.e.cfg.Store.FinishNode(sctx, r.job.ID, f)
+	if err != nil {
+		r.log.Error("job end not recorded", "state", f.State, "err", err)
+		if errors.Is(err, store.ErrLeaseLost) {
+			rep.Reason = ReasonLeaseLost
+			return rep, fleet.Skip(ReasonLeaseLost + ": another controller took the node's job over")
+		}
+		rep.State = f.State
+		return rep, errors.Join(out, fail(ReasonStore, r.lastStep, err, nil))
+	}
+	rep.State = job.State
+	rep.Landing = job.LandingSource
+	if job.Step != "" {
+		rep.Step = job.Step
+	}
+	r.e.emit(Event{Node: r.n.Name, JobID: r.job.ID, Step: "end", Phase: "end", Result: string(job.State), Note: rep.Reason})
+	return rep, out
+}

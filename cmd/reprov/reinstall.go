@@ -1,0 +1,642 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+
+	"github.com/reprov/reprov/agent"
+	"github.com/reprov/reprov/agent/audit"
+	"github.com/reprov/reprov/agent/fleet"
+	"github.com/reprov/reprov/agent/landing"
+	"github.com/reprov/reprov/agent/store"
+	"github.com/reprov/reprov/inventory"
+	"github.com/reprov/reprov/playbooks"
+)
+
+// reinstallOptions are the options of `reprov reinstall`.
+type reinstallOptions struct {
+	Selection selection
+	Fleet     fleetFlags
+	// Yes skips the confirmation.
+	Yes bool
+	// DryRun prints the plan (as `reprov plan`) and changes nothing.
+	DryRun bool
+	// Resume continues the selected nodes' unfinished jobs (their
+	// controller died, or Ctrl-C interrupted them) and starts no new one.
+	Resume bool
+	// Timeout bounds one node's whole reinstall (0: the playbooks' step
+	// timeouts only).
+	Timeout time.Duration
+
+	// events, when set, receives every step transition (the demo).
+	events func(agent.Event)
+	// noProgress turns the fleet runner's progress off (the demo prints
+	// step events instead).
+	noProgress bool
+	// tweak adjusts the engine configuration (the demo's lab timings).
+	tweak func(*agent.Config)
+}
+
+func newReinstallCmd(a *app) *cobra.Command {
+	var o reinstallOptions
+	cmd := &cobra.Command{
+		Use:   "reinstall [NODE-GLOB...]",
+		Short: "Make the selected nodes boot from the network and land on the netboot server",
+		Long: `Reinstall the selected nodes: per node, read-only prechecks (BMC, SSH and the
+identity of the running OS), the playbook's pre-hooks, then its paths — a one-time
+PXE boot override through the BMC and a power cycle, or in-band over SSH (save and
+zero the boot sector, force PXE, reboot) — until the node lands on the landing
+endpoint, which reinstall runs (landing.listen; another reprov's endpoint on the
+same store is used when the address is taken).
+
+Every step is recorded in the job store; a killed or interrupted reinstall is
+resumed by running it again. Without --yes it asks once, on a terminal, showing
+what would be done. Exit 0 when every node landed, 1 when some did not, 2 on a
+usage or configuration error, 3 when interrupted (every node's state is recorded).`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Selection.Names = args
+			return runReinstall(cmd.Context(), a, o)
+		},
+	}
+	addSelectionFlags(cmd, &o.Selection)
+	addFleetFlags(cmd, &o.Fleet)
+	f := cmd.Flags()
+	f.BoolVarP(&o.Yes, "yes", "y", false, "do not ask for confirmation")
+	f.BoolVar(&o.DryRun, "dry-run", false, "print what would be done (as reprov plan) and change nothing")
+	f.BoolVar(&o.Resume, "resume", false, "continue the unfinished jobs of the selected nodes (killed controller, Ctrl-C); start no new one")
+	f.DurationVar(&o.Timeout, "timeout", 0, "longest a node's reinstall may take from start to landed (0: the playbooks' step timeouts only)")
+	return cmd
+}
+
+func runReinstall(ctx context.Context, a *app, o reinstallOptions) error {
+	if o.DryRun {
+		if _, err := a.loadInventory(); err != nil {
+			return err
+		}
+		return runPlan(ctx, a, planOptions{Selection: o.Selection, dryRunOf: "reinstall"})
+	}
+	rep, err := reinstall(ctx, a, o)
+	if err != nil {
+		return err
+	}
+	return reportReinstall(ctx, a, rep)
+}
+
+// reinstall runs a reinstall and returns its report, unrendered.
+func reinstall(ctx context.Context, a *app, o reinstallOptions) (*agent.Report, error) {
+	if o.Fleet.MaxFailures < 0 {
+		return nil, usagef("--max-failures %d is negative", o.Fleet.MaxFailures)
+	}
+	if o.Timeout < 0 {
+		return nil, usagef("--timeout %s is negative", o.Timeout)
+	}
+	inv, err := a.loadInventory()
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := inv.Select(inventory.Selector{Names: o.Selection.Names, Racks: o.Selection.Racks, Labels: o.Selection.Selector, All: o.Selection.All})
+	if err != nil {
+		return nil, usageError(err)
+	}
+	env, err := a.newEngineEnv(ctx, inv, true, func(c *agent.Config) {
+		c.NodeTimeout = o.Timeout
+		c.Events = o.events
+		if o.tweak != nil {
+			o.tweak(c)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer env.close()
+	if err := env.checkProfiles(nodes); err != nil {
+		return nil, err
+	}
+	if !o.Yes {
+		if err := env.confirm(ctx, nodes, o.Resume); err != nil {
+			return nil, err
+		}
+	}
+	stopLanding, err := env.startLanding(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer stopLanding()
+	var progress io.Writer = a.stderr
+	if o.noProgress {
+		progress = nil
+	}
+
+	rep, err := env.engine.Reinstall(ctx, nodes, agent.RunOptions{
+		Selection: selectionText(o.Selection),
+		CreatedBy: createdBy(),
+		Options: map[string]any{"max_parallel": a.cfg.MaxParallel, "per_rack": a.cfg.PerRack,
+			"max_failures": o.Fleet.MaxFailures, "timeout": o.Timeout.String(), "resume": o.Resume},
+		MaxParallel: a.cfg.MaxParallel,
+		PerRack:     a.cfg.PerRack,
+		MaxFailures: o.Fleet.MaxFailures,
+		Progress:    progress,
+		ResumeOnly:  o.Resume,
+	})
+	if err != nil {
+		return nil, failedError(err)
+	}
+	return rep, nil
+}
+
+// reportReinstall renders a run's results and summary and returns the
+// command's error.
+func reportReinstall(ctx context.Context, a *app, rep *agent.Report) error {
+	sum := agent.Summarize(rep.Results)
+	if a.jsonOutput() {
+		if err := a.writeJSON(struct {
+			Run     store.Run      `json:"run"`
+			Results []fleet.Result `json:"results"`
+			Summary agent.Summary  `json:"summary"`
+		}{rep.Run, rep.Results, sum}); err != nil {
+			return err
+		}
+	} else {
+		rows := make([][]string, 0, len(rep.Results))
+		for _, r := range rep.Results {
+			nr, _ := r.Detail.(*agent.NodeReport)
+			if nr == nil {
+				nr = &agent.NodeReport{}
+			}
+			job := ""
+			if nr.JobID != 0 {
+				job = fmt.Sprint(nr.JobID)
+			}
+			status := string(r.Status)
+			if r.Status == fleet.StatusOK {
+				status = "landed"
+			}
+			rows = append(rows, []string{r.Node, r.Rack, status, nr.Path, string(nr.Landing), job, r.Reason})
+		}
+		if err := a.table([]string{"NODE", "RACK", "RESULT", "PATH", "LANDING", "JOB", "REASON"}, rows); err != nil {
+			return err
+		}
+		fmt.Fprintln(a.stdout)
+		sum.Text(a.stdout, rep.Run)
+		for _, r := range rep.Results {
+			if r.Status != fleet.StatusFailed || r.Error == "" {
+				continue
+			}
+			fmt.Fprintf(a.stderr, "node %s: %s\n", r.Node, r.Error)
+		}
+	}
+	c := fleet.Count(rep.Results)
+	switch {
+	case ctx.Err() != nil || c.Interrupted > 0:
+		return fmt.Errorf("interrupted: %d of %d nodes not done; every node's state is recorded (reprov jobs list): %w",
+			c.Interrupted+c.Skipped, len(rep.Results), context.Canceled)
+	case c.Failed > 0 || c.Skipped > 0:
+		return errSomeFailed
+	}
+	return nil
+}
+
+func selectionText(s selection) string {
+	var parts []string
+	parts = append(parts, s.Names...)
+	for _, r := range s.Racks {
+		parts = append(parts, "--rack "+r)
+	}
+	if s.Selector != "" {
+		parts = append(parts, "--selector "+s.Selector)
+	}
+	if s.All {
+		parts = append(parts, "--all")
+	}
+	return strings.Join(parts, " ")
+}
+
+func createdBy() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	h, _ := os.Hostname()
+	return name + "@" + h
+}
+
+// engineEnv is what the reinstall family of commands shares: the store,
+// the playbooks, the audit log and the engine.
+type engineEnv struct {
+	a         *app
+	inv       *inventory.Inventory
+	st        *store.Store
+	pbs       *playbooks.Set
+	audit     *audit.Log
+	auditPath string
+	engine    *agent.Engine
+}
+
+// storeURL is the configured job store, or SQLite in the state dir.
+func (a *app) storeURL() string {
+	if a.cfg.Store.URL != "" {
+		return a.cfg.Store.URL
+	}
+	return "sqlite://" + filepath.Join(a.cfg.StateDir, "reprov.db")
+}
+
+// openStore opens the job store (creating the state dir for SQLite).
+func (a *app) openStore(ctx context.Context) (*store.Store, error) {
+	url := a.storeURL()
+	if strings.HasPrefix(url, "sqlite:") {
+		if _, err := a.ensureStateDir(); err != nil {
+			return nil, err
+		}
+	}
+	st, err := store.Open(ctx, url, a.storeLog())
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, usageError(err)
+	}
+	return st, nil
+}
+
+// storeLog is the job store's (and River's) logger: warnings and errors
+// only, unless log_level is debug.
+func (a *app) storeLog() *slog.Logger {
+	if a.cfg.LogLevel == "debug" {
+		return a.log
+	}
+	return slog.New(minLevel{h: a.log.Handler(), min: slog.LevelWarn})
+}
+
+// minLevel drops records below min.
+type minLevel struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.h.Enabled(ctx, l)
+}
+func (m minLevel) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
+func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h: m.h.WithAttrs(as), min: m.min}
+}
+func (m minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h: m.h.WithGroup(name), min: m.min}
+}
+
+// loadPlaybooks loads the built-ins and playbooks.dir; problems are
+// configuration errors.
+func (a *app) loadPlaybooks() (*playbooks.Set, error) {
+	set, err := playbooks.Load(a.cfg.Playbooks.Dir)
+	if err != nil {
+		return nil, usagef("playbooks: %w", err)
+	}
+	return set, nil
+}
+
+// agentBinary is inband.agent_binary; "" lets the in-band session find
+// the build for each node's architecture (inband.FindAgentBinary:
+// reprov-agent-linux-GOARCH or reprov-agent next to reprov,
+// /usr/local/lib/reprov, /usr/lib/reprov).
+func (a *app) agentBinary() string { return a.cfg.Inband.AgentBinary }
+
+// newEngineEnv opens the store and the playbooks and makes the engine;
+// withAudit opens the audit log too (for commands that change nodes).
+func (a *app) newEngineEnv(ctx context.Context, inv *inventory.Inventory, withAudit bool, tweak func(*agent.Config)) (*engineEnv, error) {
+	pbs, err := a.loadPlaybooks()
+	if err != nil {
+		return nil, err
+	}
+	if inv != nil {
+		for _, n := range inv.Nodes {
+			if _, err := pbs.Get(n.Playbook); err != nil {
+				return nil, usagef("node %s (%s:%d): %w", n.Name, n.Pos.File, n.Pos.Line, err)
+			}
+		}
+	}
+	st, err := a.openStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	env := &engineEnv{a: a, inv: inv, st: st, pbs: pbs}
+	if withAudit {
+		dir, err := a.ensureStateDir()
+		if err != nil {
+			env.close()
+			return nil, err
+		}
+		env.auditPath = filepath.Join(dir, "audit.jsonl")
+		if env.audit, err = audit.Open(env.auditPath, ""); err != nil {
+			env.close()
+			return nil, failedError(err)
+		}
+	}
+	cfg := agent.Config{
+		Store:         st,
+		Playbooks:     pbs,
+		StateDir:      a.cfg.StateDir,
+		Audit:         env.audit,
+		AuditPath:     env.auditPath,
+		Log:           a.log,
+		Getenv:        a.getenv,
+		LeaseTTL:      a.cfg.Store.Lease,
+		ProbeInterval: a.cfg.Landing.ProbeInterval,
+		AgentBinary:   a.agentBinary(),
+	}
+	if inv != nil {
+		cfg.Inventory = inv.Nodes
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	if cfg.Events == nil {
+		log := a.log
+		cfg.Events = func(e agent.Event) {
+			log.Debug("step", "node", e.Node, "job", e.JobID, "step", e.Step, "phase", e.Phase, "result", e.Result, "note", e.Note)
+		}
+	}
+	if env.engine, err = agent.New(cfg); err != nil {
+		env.close()
+		return nil, err
+	}
+	return env, nil
+}
+
+func (env *engineEnv) close() {
+	if env.audit != nil {
+		if err := env.audit.Close(); err != nil {
+			env.a.log.Error("close audit log", "err", err)
+		}
+	}
+	if env.st != nil {
+		env.st.Close()
+	}
+}
+
+// profileFor is the install profile of a node: its playbook's, else the
+// configured default.
+func (env *engineEnv) profileFor(name string) (playbooks.InstallProfile, error) {
+	l := env.a.cfg.Landing
+	def := playbooks.InstallProfile{Kernel: l.Kernel, Initrds: l.Initrd, Cmdline: l.Cmdline}
+	if env.inv == nil {
+		return def, nil
+	}
+	for _, n := range env.inv.Nodes {
+		if n.Name != name {
+			continue
+		}
+		pb, err := env.pbs.Get(n.Playbook)
+		if err != nil {
+			return playbooks.InstallProfile{}, err
+		}
+		if !pb.Install.IsZero() {
+			return pb.Install, nil
+		}
+		return def, nil
+	}
+	return def, nil
+}
+
+// checkProfiles refuses nodes that would land with nothing to boot.
+func (env *engineEnv) checkProfiles(nodes []inventory.Node) error {
+	var missing []string
+	for _, n := range nodes {
+		p, err := env.profileFor(n.Name)
+		if err != nil {
+			return usageError(err)
+		}
+		if p.Kernel == "" {
+			missing = append(missing, n.Name)
+		}
+	}
+	if len(missing) > 0 {
+		return usagef("no install profile for %s: a node that lands would have nothing to boot; set landing.kernel (and landing.initrd, landing.cmdline) or the playbook's install",
+			shortList(missing, 8))
+	}
+	return nil
+}
+
+func shortList(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return strings.Join(names[:n], ", ") + fmt.Sprintf(" and %d more", len(names)-n)
+}
+
+// stdinIsTerminal reports whether the app's stdin is a terminal.
+func (a *app) stdinIsTerminal() bool {
+	f, ok := a.stdin.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
+// confirm shows what a reinstall would do and asks once on the terminal.
+// Without a terminal it refuses (pass --yes).
+func (env *engineEnv) confirm(ctx context.Context, nodes []inventory.Node, resume bool) error {
+	a := env.a
+	summary := env.describe(ctx, nodes)
+	if resume {
+		summary = "Resuming the unfinished jobs among these nodes (nodes whose latest job ended are only reported):\n" + summary
+	}
+	if !a.stdinIsTerminal() {
+		return usagef("refusing to reinstall without confirmation: stdin is not a terminal (pass --yes)\n%s", summary)
+	}
+	fmt.Fprint(a.stderr, summary)
+	fmt.Fprint(a.stderr, `Type "yes" to reinstall them: `)
+	line, err := bufio.NewReader(a.stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return usagef("reading the confirmation: %w", err)
+	}
+	if ans := strings.ToLower(strings.TrimSpace(line)); ans != "yes" && ans != "y" {
+		return usagef("not confirmed: nothing was done")
+	}
+	return nil
+}
+
+// describe is the confirmation text: count, racks, paths, and which nodes
+// may have their boot sector zeroed.
+func (env *engineEnv) describe(ctx context.Context, nodes []inventory.Node) string {
+	var b strings.Builder
+	racks := map[string]int{}
+	for _, n := range nodes {
+		racks[n.Rack]++
+	}
+	rackNames := make([]string, 0, len(racks))
+	for r := range racks {
+		if r == "" {
+			r = "(no rack)"
+		}
+		rackNames = append(rackNames, r)
+	}
+	sort.Strings(rackNames)
+	fmt.Fprintf(&b, "About to reinstall %d node(s) in %d rack(s): %s\n", len(nodes), len(racks), shortList(rackNames, 10))
+	var oobFirst, inbandFirst, mayEscalate []string
+	for _, n := range nodes {
+		pb, err := env.pbs.Get(n.Playbook)
+		if err != nil {
+			continue
+		}
+		first := pb.Paths[0]
+		if q, err := env.st.Quirks(ctx, n.Name); err == nil && pb.Uses(playbooks.PathInband) {
+			for _, x := range q {
+				if x.Quirk == store.QuirkIgnoresOOBPXE {
+					first = playbooks.PathInband
+				}
+			}
+		}
+		switch {
+		case first == playbooks.PathInband && n.SSH.Address != "":
+			inbandFirst = append(inbandFirst, n.Name)
+		default:
+			oobFirst = append(oobFirst, n.Name)
+			if pb.Uses(playbooks.PathInband) && n.SSH.Address != "" {
+				mayEscalate = append(mayEscalate, n.Name)
+			}
+		}
+	}
+	fmt.Fprintf(&b, "  out-of-band first (one-time PXE override + power %s): %d\n", "action per playbook", len(oobFirst))
+	if len(inbandFirst) > 0 {
+		fmt.Fprintf(&b, "  DESTRUCTIVE in-band first (zero the boot sector of the boot disk, saved first; reprov restore undoes it): %d: %s\n",
+			len(inbandFirst), shortList(inbandFirst, 10))
+	}
+	if len(mayEscalate) > 0 {
+		fmt.Fprintf(&b, "  may go in-band (zero the boot sector) if the board ignores the override: %d\n", len(mayEscalate))
+	}
+	fmt.Fprintf(&b, "  every node lands on %s (landing.url); reprov plan shows each node's exact steps\n", env.a.cfg.Landing.URL)
+	return b.String()
+}
+
+// startLanding serves the landing endpoint on landing.listen for the run.
+// An address in use is another endpoint's (a standing one, or another
+// reinstall's on the same store): the run goes on without its own.
+func (env *engineEnv) startLanding(ctx context.Context) (stop func(), err error) {
+	a := env.a
+	allow, err := landing.ParseAllow(a.cfg.Landing.Allow)
+	if err != nil {
+		return nil, usageError(err)
+	}
+	srv, err := landing.New(landing.Config{Jobs: env.st, Profile: env.profileFor, URL: a.cfg.Landing.URL, Allow: allow, Log: a.log,
+		NodeByMAC: nodeByMAC(env.inv)})
+	if err != nil {
+		return nil, usageError(err)
+	}
+	ln, err := net.Listen("tcp", a.cfg.Landing.Listen)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if perr := landing.Probe(pctx, a.cfg.Landing.URL); perr != nil {
+			a.log.Warn("landing.listen is in use and landing.url does not answer as a reprov landing endpoint: landings will not be seen unless it is one",
+				"listen", a.cfg.Landing.Listen, "url", a.cfg.Landing.URL, "err", perr)
+		} else {
+			a.log.Info("landing.listen is in use by another reprov landing endpoint: using it", "listen", a.cfg.Landing.Listen, "url", a.cfg.Landing.URL)
+		}
+		return func() {}, nil
+	}
+	if err != nil {
+		return nil, usagef("landing endpoint: %w", err)
+	}
+	a.log.Debug("landing endpoint listening", "listen", ln.Addr().String(), "url", a.cfg.Landing.URL)
+	// The endpoint outlives Ctrl-C until the run has recorded every node.
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(sctx, ln); err != nil {
+			a.log.Error("landing endpoint", "err", err)
+		}
+	}()
+	return func() { cancel(); <-done }, nil
+}
+
+// nodeByMAC maps the inventory's MACs to their nodes.
+func nodeByMAC(inv *inventory.Inventory) func(string) (string, bool) {
+	m := map[string]string{}
+	if inv != nil {
+		for _, n := range inv.Nodes {
+			for _, mac := range n.MACs {
+				if norm, err := store.NormalizeMAC(mac); err == nil {
+					m[norm] = n.Name
+				}
+			}
+		}
+	}
+	return func(mac string) (string, bool) {
+		norm, err := store.NormalizeMAC(mac)
+		if err != nil {
+			return "", false
+		}
+		n, ok := m[norm]
+		return n, ok
+	}
+}
+
+// activeJobs returns the selected nodes' active reinstall jobs, for
+// power and bootdev to refuse them unless --force. An SQLite store that
+// does not exist yet holds none.
+func (a *app) activeJobs(ctx context.Context, nodes []inventory.Node) (map[string]store.NodeJob, error) {
+	url := a.storeURL()
+	if strings.HasPrefix(url, "sqlite:") {
+		p, err := store.SQLitePath(url)
+		if err != nil {
+			return nil, usageError(err)
+		}
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+	}
+	st, err := store.Open(ctx, url, a.storeLog())
+	if err != nil {
+		return nil, usageError(err)
+	}
+	defer st.Close()
+	out := map[string]store.NodeJob{}
+	for _, n := range nodes {
+		j, err := st.ActiveJob(ctx, n.Name)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, failedError(err)
+		}
+		out[n.Name] = j
+	}
+	return out, nil
+}
+
+// refuseBusy is the error of power and bootdev for nodes under reinstall.
+func refuseBusy(what string, busy map[string]store.NodeJob) error {
+	if len(busy) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(busy))
+	for n := range busy {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var lines []string
+	for _, n := range names {
+		j := busy[n]
+		l := fmt.Sprintf("  %s: job %d of run %d is %s", n, j.ID, j.RunID, j.State)
+		if j.Owner != "" {
+			l += " (controller " + j.Owner + ")"
+		}
+		lines = append(lines, l)
+	}
+	return usagef("refusing to %s nodes with an active reinstall job (--force overrides; reprov jobs cancel NODE stops the job):\n%s",
+		what, strings.Join(lines, "\n"))
+}
