@@ -69,6 +69,11 @@ func (l *Lab) WriteFiles(inventoryPath string) (Files, error) {
 	b.WriteString("landing:\n")
 	fmt.Fprintf(&b, "  listen: %s\n", strconv.Quote(l.LandingListen()))
 	fmt.Fprintf(&b, "  url: %s\n", strconv.Quote(l.LandingURL()))
+	// The install profile the landing endpoint hands out. Virtual firmware
+	// never fetches it; a real rig points these at its netboot image.
+	b.WriteString("  kernel: \"http://netboot.lab.invalid/live/vmlinuz\"\n")
+	b.WriteString("  initrd: [\"http://netboot.lab.invalid/live/initrd.img\"]\n")
+	b.WriteString("  cmdline: \"boot=live fetch=http://netboot.lab.invalid/live/root.squashfs toram\"\n")
 	if err := writeAtomic(cfgPath, b.Bytes(), 0o644); err != nil {
 		return Files{}, fmt.Errorf("fleet: write %s: %w", cfgPath, err)
 	}
