@@ -57,3 +57,6 @@ bench-peers:
 
 clean:
 	rm -rf $(BIN)
+
+# make e2e: a real virtual node (QEMU, SeaBIOS, iPXE, ipmi_sim) reinstalled by reprov.
+include e2e/e2e.mk
