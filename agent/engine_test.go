@@ -60,6 +60,9 @@ func TestMixedRackEndsInTheRightStates(t *testing.T) {
 			if !n.Bootable() {
 				t.Errorf("%s: the out-of-band path wrote its disk", n.Name())
 			}
+			if ev, _ := json.Marshal(nr.Evidence["landings"]); !strings.Contains(string(ev), n.MAC()) {
+				t.Errorf("%s: the report's landing evidence %s lacks the MAC iPXE sent (%s)", n.Name(), ev, n.MAC())
+			}
 		case labfleet.ModelDL360G7:
 			if res.Status != fleet.StatusOK || nr.Path != "inband" || nr.Landing != store.LandingIPXE {
 				t.Errorf("%s: %s %+v, want landed in-band", n.Name(), res.Status, nr)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -804,6 +805,20 @@ func (r *nodeRun) finish(ctx, nctx context.Context, runErr error) (*NodeReport, 
 	rep.Landing = job.LandingSource
 	if job.Step != "" {
 		rep.Step = job.Step
+	}
+	if job.State == store.JobLanded {
+		// The proof, for scripts reading -o json: which source saw the
+		// node land, when, and what it saw (e.g. the MAC iPXE sent).
+		rep.Evidence = ev
+		if landings, err := r.e.cfg.Store.Landings(sctx, r.job.ID); err == nil {
+			seen := make([]map[string]any, 0, len(landings))
+			for _, l := range landings {
+				var lev any
+				_ = json.Unmarshal(l.Evidence, &lev)
+				seen = append(seen, map[string]any{"source": l.Source, "time": l.Time.UTC(), "evidence": lev})
+			}
+			ev["landings"] = seen
+		}
 	}
 	r.e.emit(Event{Node: r.n.Name, JobID: r.job.ID, Step: "end", Phase: "end", Result: string(job.State), Note: rep.Reason})
 	return rep, out
