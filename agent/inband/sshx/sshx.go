@@ -446,6 +446,10 @@ const maxStderr = 64 << 10
 // dropped connection matches ErrConnectionLost.
 func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, error) {
 	timeout := c.cfg.CommandTimeout
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
+		// The caller's deadline comes first: name that one when it fires.
+		timeout = max(time.Until(d), 0).Round(time.Millisecond)
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	s, err := c.client.NewSession()

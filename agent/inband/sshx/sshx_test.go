@@ -246,6 +246,22 @@ func TestTimeouts(t *testing.T) {
 	if !errors.Is(err, sshx.ErrTimeout) || time.Since(start) > 10*time.Second {
 		t.Fatalf("command timeout: %v after %v", err, time.Since(start))
 	}
+	if !strings.Contains(err.Error(), "within 300ms") {
+		t.Errorf("the timeout error does not name the command timeout: %v", err)
+	}
+	// A shorter deadline of the caller's is the one the error names.
+	cfg2 := cfg
+	cfg2.CommandTimeout = time.Minute
+	c2, err := dial(t, cfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, dcancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer dcancel()
+	_, err = c2.Exec(dctx, "sleep 5", nil)
+	if !errors.Is(err, sshx.ErrTimeout) || strings.Contains(err.Error(), "1m0s") {
+		t.Errorf("caller's deadline: %v, want a timeout that does not claim the 1m command timeout", err)
+	}
 
 	// A server that accepts and never speaks: the handshake times out.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
