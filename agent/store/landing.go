@@ -43,10 +43,10 @@ func (s *Store) ActiveJobByMAC(ctx context.Context, mac string) (NodeJob, error)
 
 // Landing is one source's sighting of a job's node booting from the network.
 type Landing struct {
-	JobID    int64
-	Source   LandingSource
-	Time     time.Time
-	Evidence json.RawMessage
+	JobID    int64           `json:"job_id"`
+	Source   LandingSource   `json:"source"`
+	Time     time.Time       `json:"time"`
+	Evidence json.RawMessage `json:"evidence,omitempty"`
 }
 
 // MarkLanded records that source saw the job's node land. It is idempotent:

@@ -73,15 +73,15 @@ const (
 // Run is one reinstall command, or one reimaging window (a run with a start
 // and an end; its node jobs are River jobs scheduled at the start).
 type Run struct {
-	ID          int64
-	Created     time.Time
-	CreatedBy   string          // who/what started it (user@host, schedule name)
-	Selection   string          // the operator's selection, as given
-	Options     json.RawMessage // the run's options, JSON object
-	WindowStart time.Time       // zero: start now
-	WindowEnd   time.Time       // zero: no end; after it no new node starts
-	State       RunState
-	Finished    time.Time
+	ID          int64           `json:"id"`
+	Created     time.Time       `json:"created"`
+	CreatedBy   string          `json:"created_by,omitempty"` // who/what started it (user@host, schedule name)
+	Selection   string          `json:"selection,omitempty"`  // the operator's selection, as given
+	Options     json.RawMessage `json:"options,omitempty"`    // the run's options, JSON object
+	WindowStart time.Time       `json:"window_start"`         // zero: start now
+	WindowEnd   time.Time       `json:"window_end"`           // zero: no end; after it no new node starts
+	State       RunState        `json:"state"`
+	Finished    time.Time       `json:"finished"`
 }
 
 // RunSpec describes a run to create.
@@ -145,31 +145,31 @@ func (s LandingSource) rank() int {
 
 // NodeJob is one node's reinstall within a run.
 type NodeJob struct {
-	ID       int64
-	RunID    int64
-	Node     string
-	State    JobState
-	Path     string          // chosen path, e.g. "oob" or "inband"
-	Step     string          // the step of the latest intent
-	Reason   string          // why it ended (failed, cancelled, interrupted)
-	Evidence json.RawMessage // what proves the end state, JSON
-	MACs     []string        // the node's MACs, normalised (aa:bb:…)
+	ID       int64           `json:"id"`
+	RunID    int64           `json:"run_id,omitempty"`
+	Node     string          `json:"node"`
+	State    JobState        `json:"state"`
+	Path     string          `json:"path,omitempty"`     // chosen path, e.g. "oob" or "inband"
+	Step     string          `json:"step,omitempty"`     // the step of the latest intent
+	Reason   string          `json:"reason,omitempty"`   // why it ended (failed, cancelled, interrupted)
+	Evidence json.RawMessage `json:"evidence,omitempty"` // what proves the end state, JSON
+	MACs     []string        `json:"macs,omitempty"`     // the node's MACs, normalised (aa:bb:…)
 
-	Owner      string    // controller working it (a River client ID); "" while queued
-	LeaseUntil time.Time // Owner's claim expires then unless renewed
-	Generation int64     // bumped by each resume; fences stale workers
-	RiverJobID int64     // the River job working this generation (0: none yet)
+	Owner      string    `json:"owner,omitempty"`        // controller working it (a River client ID); "" while queued
+	LeaseUntil time.Time `json:"lease_until"`            // Owner's claim expires then unless renewed
+	Generation int64     `json:"generation,omitempty"`   // bumped by each resume; fences stale workers
+	RiverJobID int64     `json:"river_job_id,omitempty"` // the River job working this generation (0: none yet)
 
-	CancelRequested time.Time // an operator asked to cancel; stop at the next step boundary
-	CancelReason    string
+	CancelRequested time.Time `json:"cancel_requested"` // an operator asked to cancel; stop at the next step boundary
+	CancelReason    string    `json:"cancel_reason,omitempty"`
 
-	LandedAt      time.Time     // first time the strongest source saw it land
-	LandingSource LandingSource // the strongest source seen ("" if none)
+	LandedAt      time.Time     `json:"landed_at"`                // first time the strongest source saw it land
+	LandingSource LandingSource `json:"landing_source,omitempty"` // the strongest source seen ("" if none)
 
-	Created  time.Time
-	Started  time.Time
-	Updated  time.Time
-	Finished time.Time
+	Created  time.Time `json:"created"`
+	Started  time.Time `json:"started"`
+	Updated  time.Time `json:"updated"`
+	Finished time.Time `json:"finished"`
 }
 
 // Phase is a step record's phase.
@@ -190,30 +190,30 @@ const (
 
 // Step is one record of a node's step log.
 type Step struct {
-	ID       int64
-	JobID    int64
-	Node     string
-	Time     time.Time
-	Name     string // the step, e.g. "oob_boot", "wipe_boot_sector"
-	Phase    Phase
-	IntentID int64           // outcome: the intent it settles
-	Result   string          // outcome: ResultOK, ResultFailed or ResultSkipped
-	Detail   json.RawMessage // JSON; never a secret
+	ID       int64           `json:"id"`
+	JobID    int64           `json:"job_id,omitempty"`
+	Node     string          `json:"node"`
+	Time     time.Time       `json:"time"`
+	Name     string          `json:"name,omitempty"` // the step, e.g. "oob_boot", "wipe_boot_sector"
+	Phase    Phase           `json:"phase"`
+	IntentID int64           `json:"intent_id,omitempty"` // outcome: the intent it settles
+	Result   string          `json:"result,omitempty"`    // outcome: ResultOK, ResultFailed or ResultSkipped
+	Detail   json.RawMessage `json:"detail,omitempty"`    // JSON; never a secret
 
 	// Owner, when set on an intent passed to RecordStep, fences it: the
 	// intent is recorded only while the job is running under this owner
 	// (else ErrLeaseLost). Not stored.
-	Owner string
+	Owner string `json:"owner,omitempty"`
 }
 
 // Quirk is a learned fact about a node's board, e.g. "ignores-oob-pxe".
 type Quirk struct {
-	Node     string
-	Model    string
-	Quirk    string
-	Evidence json.RawMessage
-	RunID    int64
-	Learned  time.Time
+	Node     string          `json:"node"`
+	Model    string          `json:"model,omitempty"`
+	Quirk    string          `json:"quirk,omitempty"`
+	Evidence json.RawMessage `json:"evidence,omitempty"`
+	RunID    int64           `json:"run_id,omitempty"`
+	Learned  time.Time       `json:"learned"`
 }
 
 // Well-known quirks.
@@ -225,13 +225,13 @@ const (
 
 // SectorRecord describes boot sectors saved on disk before a wipe.
 type SectorRecord struct {
-	ID     int64
-	Node   string
-	RunID  int64
-	JobID  int64  // 0 if not tied to a job
-	Device string // the node's device the bytes came from
-	Path   string // where the saved bytes are, on the controller
-	SHA256 string // hex digest of the saved bytes
-	Size   int64
-	Saved  time.Time
+	ID     int64     `json:"id"`
+	Node   string    `json:"node"`
+	RunID  int64     `json:"run_id,omitempty"`
+	JobID  int64     `json:"job_id,omitempty"` // 0 if not tied to a job
+	Device string    `json:"device,omitempty"` // the node's device the bytes came from
+	Path   string    `json:"path,omitempty"`   // where the saved bytes are, on the controller
+	SHA256 string    `json:"sha256,omitempty"` // hex digest of the saved bytes
+	Size   int64     `json:"size,omitempty"`
+	Saved  time.Time `json:"saved"`
 }

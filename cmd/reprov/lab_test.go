@@ -106,6 +106,32 @@ func TestLabUpWritesAnInventoryReprovCommandsUse(t *testing.T) {
 		t.Errorf("power status rows %+v; want 7 nodes, 6 ipmi and 1 redfish", rows)
 	}
 
+	// reinstall --all --yes with the lab's own reprov.yaml lands every node
+	// (the lab pushes nothing real: any agent binary will do).
+	stub := filepath.Join(c.dir, "reprov-agent")
+	if err := writeAgentStub(stub); err != nil {
+		t.Fatal(err)
+	}
+	c.env["REPROV_INBAND_AGENT_BINARY"] = stub
+	code, out, errOut = c.run("reinstall", "--all", "--yes", "--config", cfgPath, "-o", "json")
+	if code != exitOK {
+		t.Fatalf("reinstall --all --yes against the lab: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	var report struct {
+		Results []struct {
+			Node   string `json:"node"`
+			Status string `json:"status"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(out), &report); err != nil || len(report.Results) != 7 {
+		t.Fatalf("reinstall JSON (%v): %s", err, out)
+	}
+	for _, r := range report.Results {
+		if r.Status != "ok" {
+			t.Errorf("node %s: %s, want landed", r.Node, r.Status)
+		}
+	}
+
 	// No secret in anything the lab wrote or printed but the password file.
 	pw, err := os.ReadFile(filepath.Join(dir, fleet.FileBMCPassword))
 	if err != nil {
