@@ -21,6 +21,7 @@ import (
 	"github.com/reprov/reprov/bmc"
 	"github.com/reprov/reprov/inventory"
 	labfleet "github.com/reprov/reprov/lab/fleet"
+	"github.com/reprov/reprov/lab/labtool"
 	"github.com/reprov/reprov/lab/udpproxy"
 	"github.com/reprov/reprov/playbooks"
 )
@@ -580,7 +581,11 @@ func TestResumeFinishesACutInbandUnit(t *testing.T) {
 	}
 	d.Close()
 	_ = p.Done(nil, nil)
-	time.Sleep(250 * time.Millisecond) // the dead controller's lease runs out
+	// Wait until the store itself calls the dead controller's job orphaned.
+	labtool.Eventually(t, 10*time.Second, "the dead controller's lease to run out", func() bool {
+		orphans, err := r.st.OrphanedJobs(ctx)
+		return err == nil && len(orphans) == 1 && orphans[0].ID == job.ID
+	})
 
 	e := r.engine(nil)
 	rep, err := e.Reinstall(ctx, r.nodes[1:2], agent.RunOptions{ResumeOnly: true})

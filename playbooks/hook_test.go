@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reprov/reprov/lab/labtool"
 	"github.com/reprov/reprov/playbooks"
 )
 
@@ -137,17 +138,6 @@ func alive(pid int) bool {
 	return true
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestHookTimeoutKillsTheProcessGroup(t *testing.T) {
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "child.pid")
@@ -174,7 +164,7 @@ func TestHookTimeoutKillsTheProcessGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the hook's child to be killed", func() bool { return !alive(pid) })
+	labtool.Eventually(t, 30*time.Second, "the hook's child to be killed", func() bool { return !alive(pid) })
 }
 
 func TestHookCancelledContext(t *testing.T) {
@@ -187,7 +177,7 @@ func TestHookCancelledContext(t *testing.T) {
 		_, err := playbooks.RunHook(ctx, h, playbooks.HookEnv{}, testLogger(t))
 		done <- err
 	}()
-	waitFor(t, "the hook to start", func() bool {
+	labtool.Eventually(t, 30*time.Second, "the hook to start", func() bool {
 		_, err := os.Stat(filepath.Join(dir, "started"))
 		return err == nil
 	})

@@ -17,6 +17,7 @@ import (
 	"github.com/reprov/reprov/agent/audit"
 	"github.com/reprov/reprov/bmc"
 	"github.com/reprov/reprov/lab/ipmibmc"
+	"github.com/reprov/reprov/lab/labtool"
 	"github.com/reprov/reprov/lab/redfishbmc"
 )
 
@@ -180,7 +181,7 @@ func TestPowerCycleAudited(t *testing.T) {
 	if row := rows(out)["web-01"]; len(row) < 3 || row[2] != "ok" {
 		t.Errorf("web-01 row %q:\n%s", row, out)
 	}
-	waitUntil(t, "web-01 to power off and on again", func() bool { return web1.PowerOns() > before && web1.Powered() })
+	labtool.Eventually(t, 20*time.Second, "web-01 to power off and on again", func() bool { return web1.PowerOns() > before && web1.Powered() })
 
 	recs, err := audit.Read(filepath.Join(f.stateDir, "audit.jsonl"))
 	if err != nil {
@@ -210,7 +211,7 @@ func TestPowerWrongPasswordFailsThatNode(t *testing.T) {
 	if row := r["db-01"]; len(row) < 3 || row[2] != "ok" {
 		t.Errorf("db-01 row %q: one node's bad password must not fail the others\n%s", row, out)
 	}
-	waitUntil(t, "db-01 powered on", f.bmcs["db-01"].Machine().Powered)
+	labtool.Eventually(t, 20*time.Second, "db-01 powered on", f.bmcs["db-01"].Machine().Powered)
 	if f.bmcs["bad-01"].Machine().Powered() {
 		t.Error("bad-01 was powered on with a wrong password")
 	}
@@ -374,16 +375,5 @@ func TestBMCCommandsUsage(t *testing.T) {
 		if code, out, errOut := f.run(args...); code != exitUsage {
 			t.Errorf("reprov %v: exit %d, want 2\nstdout:\n%s\nstderr:\n%s", args, code, out, errOut)
 		}
-	}
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

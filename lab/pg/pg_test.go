@@ -74,7 +74,7 @@ func TestStopRemovesCluster(t *testing.T) {
 		}
 	})
 	if dataDir == "" {
-		t.Skip("cluster did not start")
+		t.Fatal("the cluster did not start (see the subtest)")
 	}
 	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
 		t.Fatalf("data directory %s still exists after the test ended (stat: %v)", dataDir, err)
