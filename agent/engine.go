@@ -43,10 +43,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/riverqueue/river"
 
 	"github.com/reprov/reprov/agent/audit"
 	"github.com/reprov/reprov/agent/fleet"
@@ -234,12 +231,13 @@ type RunOptions struct {
 	CreatedBy string
 	// Options is recorded on the run (JSON-marshalled).
 	Options any
-	// MaxParallel, PerRack and MaxFailures are the fleet runner's limits.
-	MaxParallel, PerRack, MaxFailures int
+	// MaxParallel, PerRack, PerBMC and MaxFailures are the run's limits,
+	// enforced in the store where jobs are claimed (store.RunLimits).
+	MaxParallel, PerRack, PerBMC, MaxFailures int
 	// Progress receives the runner's progress (nil: none).
 	Progress io.Writer
-	// FetchPollInterval is how often River looks for this run's jobs
-	// (default 100 ms).
+	// FetchPollInterval is how often River looks for jobs and the run's
+	// jobs are read back (default 200 ms and PollInterval).
 	FetchPollInterval time.Duration
 	// ResumeOnly continues the nodes' unfinished jobs (orphaned by a dead
 	// controller, or interrupted) and starts no new one: a node whose
@@ -287,80 +285,66 @@ type Report struct {
 	Results []fleet.Result `json:"results"`
 }
 
-// Reinstall reinstalls nodes: one run in the store, the fleet runner
-// admitting nodes within opts' limits, each admitted node worked by this
-// process's River client. It returns when every started node has ended;
-// when ctx is cancelled (Ctrl-C) no new node starts and every started one
-// stops at its next step boundary — an in-band wipe unit always finishes —
-// and is recorded interrupted.
+// Reinstall reinstalls nodes: it submits one run to the store — a node job
+// per node on its site's shared River queue, or an attachment to the
+// node's job already under way — works the shared queues with this
+// process's own Worker while the run lasts, and watches the run's jobs in
+// the store until every one has ended, whichever controller works them.
+// When ctx is cancelled (Ctrl-C) the run is stopped: no further node
+// starts, and every started one stops at its next step boundary — an
+// in-band wipe unit always finishes — and is recorded interrupted.
 func (e *Engine) Reinstall(ctx context.Context, nodes []inventory.Node, opts RunOptions) (*Report, error) {
 	if e.cfg.Audit == nil {
 		return nil, errors.New("agent: reinstall needs the audit log")
 	}
+	subs := make([]store.SubmitNode, 0, len(nodes))
+	sites := map[string]bool{}
 	for _, n := range nodes {
 		if _, err := e.cfg.Playbooks.Get(n.Playbook); err != nil {
 			return nil, fmt.Errorf("node %s: %w", n.Name, err)
 		}
+		sub, err := submitNode(n)
+		if err != nil {
+			return nil, err
+		}
+		subs = append(subs, sub)
+		sites[sub.Site] = true
 	}
-	spec := store.RunSpec{CreatedBy: opts.CreatedBy, Selection: opts.Selection}
+	queues := make([]string, 0, len(sites))
+	for s := range sites {
+		queues = append(queues, store.QueueFor(s))
+	}
+	maxPar := opts.MaxParallel
+	if maxPar <= 0 {
+		maxPar = fleet.DefaultMaxParallel
+	}
+	w, err := e.StartWorker(ctx, WorkerOptions{Queues: queues, MaxWorkers: maxPar, FetchPollInterval: opts.FetchPollInterval})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*e.cfg.LeaseTTL+30*time.Second)
+		defer cancel()
+		if err := w.Stop(sctx); err != nil {
+			e.log.Warn("stop worker", "err", err)
+		}
+	}()
+
+	spec := store.RunSpec{CreatedBy: opts.CreatedBy, Selection: opts.Selection,
+		Limits: store.RunLimits{MaxParallel: maxPar, PerRack: opts.PerRack, PerBMC: opts.PerBMC, MaxFailures: opts.MaxFailures}}
 	if opts.Options != nil {
 		spec.Options = mustJSON(opts.Options)
 	}
-	run, err := e.cfg.Store.CreateRun(ctx, spec)
+	run, res, err := w.q.Submit(ctx, spec, subs, store.SubmitOpts{ResumeOnly: opts.ResumeOnly})
 	if err != nil {
-		return nil, err
-	}
-	rc := &runCtx{e: e, run: run, reg: &registry{byNode: map[string]*pending{}},
-		clientID: newClientID(), queue: "reprov_" + randHex(8), resumeOnly: opts.ResumeOnly}
-	workers := river.NewWorkers()
-	river.AddWorker(workers, &reinstallWorker{rc: rc})
-	poll := opts.FetchPollInterval
-	if poll <= 0 {
-		poll = 100 * time.Millisecond
-	}
-	maxPar := max(opts.MaxParallel, 1)
-	if opts.MaxParallel <= 0 {
-		maxPar = fleet.DefaultMaxParallel
-	}
-	q, err := e.cfg.Store.NewQueue(store.QueueConfig{ID: rc.clientID, Workers: workers,
-		Queues: map[string]int{rc.queue: maxPar}, FetchPollInterval: poll})
-	if err != nil {
-		return nil, err
-	}
-	rc.q = q
-	// River's own context must not end with Ctrl-C: that would cancel the
-	// workers at once. The engine stops them at step boundaries itself.
-	if err := q.Start(context.WithoutCancel(ctx)); err != nil {
-		return nil, fmt.Errorf("start job queue: %w", err)
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if err := q.Stop(sctx); err != nil {
-			e.log.Warn("stop job queue", "err", err)
+		if run.ID != 0 {
+			_ = e.cfg.Store.StopRun(context.WithoutCancel(ctx), run.ID)
 		}
-	}()
-	e.log.Info("reinstall run started", "run", run.ID, "nodes", len(nodes), "controller", rc.clientID)
+		return nil, fmt.Errorf("submit run: %w", err)
+	}
+	e.log.Info("reinstall run submitted", "run", run.ID, "nodes", len(nodes), "controller", w.id)
+	results := e.watch(ctx, run, nodes, res, opts)
 
-	runner := &fleet.Runner{
-		MaxParallel:    opts.MaxParallel,
-		PerRack:        opts.PerRack,
-		MaxFailures:    opts.MaxFailures,
-		CancelInFlight: true,
-		Progress:       opts.Progress,
-		Log:            e.log,
-	}
-	results := runner.Run(ctx, nodes, "reinstall", rc.runNode)
-	for i := range results {
-		r := &results[i]
-		if r.Detail == nil {
-			rep := &NodeReport{Node: r.Node, Reason: r.Reason}
-			if pb, err := e.cfg.Playbooks.Get(nodes[i].Playbook); err == nil {
-				rep.Playbook = pb.Name
-			}
-			r.Detail = rep
-		}
-	}
 	state := store.RunFinished
 	if ctx.Err() != nil {
 		state = store.RunInterrupted
@@ -376,351 +360,237 @@ func (e *Engine) Reinstall(ctx context.Context, nodes []inventory.Node, opts Run
 	return &Report{Run: run, Results: results}, nil
 }
 
-// runCtx is one run of Reinstall.
-type runCtx struct {
-	e        *Engine
-	run      store.Run
-	q        *store.Queue
-	reg      *registry
-	clientID string
-	queue    string
-	// resumeOnly: continue unfinished jobs, start none.
-	resumeOnly bool
-}
-
-// pending is a node admitted by the runner, waiting for or being worked
-// by the River worker.
-type pending struct {
-	node inventory.Node
-	ctx  context.Context
-	done chan nodeResult
-
-	mu        sync.Mutex
-	started   bool
-	abandoned bool
-}
-
-type nodeResult struct {
-	report *NodeReport
-	err    error
-}
-
-type registry struct {
-	mu     sync.Mutex
-	byNode map[string]*pending
-}
-
-func (r *registry) add(n inventory.Node, ctx context.Context) *pending {
-	p := &pending{node: n, ctx: ctx, done: make(chan nodeResult, 1)}
-	r.mu.Lock()
-	r.byNode[n.Name] = p
-	r.mu.Unlock()
-	return p
-}
-
-func (r *registry) remove(name string) {
-	r.mu.Lock()
-	delete(r.byNode, name)
-	r.mu.Unlock()
-}
-
-// start hands the node to the worker, unless the runner gave up on it.
-func (r *registry) start(name string) *pending {
-	r.mu.Lock()
-	p := r.byNode[name]
-	r.mu.Unlock()
-	if p == nil {
-		return nil
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.abandoned || p.started {
-		return nil
-	}
-	p.started = true
-	return p
-}
-
-// abandon gives up on a node whose worker has not started.
-func (p *pending) abandon() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.started {
-		return false
-	}
-	p.abandoned = true
-	return true
-}
-
-// runNode is the fleet runner's operation on one node: hold the node and
-// enqueue its River job (or resume its earlier job), then wait for the
-// worker's result.
-func (rc *runCtx) runNode(ctx context.Context, n inventory.Node) (any, error) {
-	e := rc.e
-	rep := &NodeReport{Node: n.Name}
-	if pb, err := e.cfg.Playbooks.Get(n.Playbook); err == nil {
-		rep.Playbook = pb.Name
-	}
-	p := rc.reg.add(n, ctx)
-	defer rc.reg.remove(n.Name)
-
-	var job store.NodeJob
-	var resumed bool
-	var err error
-	if rc.resumeOnly {
-		var done *nodeResult
-		job, done, err = rc.resumable(ctx, n)
-		switch {
-		case done != nil:
-			return done.report, done.err
-		case err == nil:
-			job, err = rc.resumeJob(ctx, job)
-			resumed = true
-		}
-	} else {
-		job, resumed, err = rc.acquire(ctx, n)
-	}
+// submitNode is a node as the store keeps it for the shared queues: its
+// site (the "site" label), rack, BMC and inventory entry.
+func submitNode(n inventory.Node) (store.SubmitNode, error) {
+	spec, err := nodeSpec(n)
 	if err != nil {
-		var busy *store.NodeBusyError
-		switch {
-		case errors.As(err, &busy):
-			rep.Reason = ReasonBusy + ": " + busy.Error()
-			rep.JobID, rep.RunID, rep.State = busy.JobID, busy.RunID, busy.State
-			return rep, fleet.Skip(rep.Reason)
-		case ctx.Err() != nil:
-			rep.Reason = ReasonInterruptedInStart
-			return rep, ctx.Err()
-		}
-		rep.Reason = ReasonStore
-		return rep, fail(ReasonStore, "", err, nil)
+		return store.SubmitNode{}, err
 	}
-	rep.JobID, rep.RunID, rep.Resumed = job.ID, job.RunID, resumed
-
-	select {
-	case res := <-p.done:
-		return res.report, res.err
-	case <-ctx.Done():
-	}
-	if p.abandon() {
-		// The worker never started: the node was not touched.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if _, err := e.cfg.Store.FinishNode(sctx, job.ID, store.Finish{State: store.JobInterrupted,
-			Reason: ReasonInterrupted + " before the node was started"}); err != nil && !errors.Is(err, store.ErrNotActive) {
-			e.log.Warn("record interrupted node", "node", n.Name, "job", job.ID, "err", err)
-		}
-		if j, err := e.cfg.Store.NodeJob(sctx, job.ID); err == nil && j.RiverJobID != 0 {
-			_, _ = rc.q.JobCancel(sctx, j.RiverJobID)
-		}
-		rep.State, rep.Reason = store.JobInterrupted, ReasonInterruptedInStart
-		return rep, ctx.Err()
-	}
-	// The worker stops at its next step boundary and reports.
-	res := <-p.done
-	return res.report, res.err
+	return store.SubmitNode{Node: n.Name, MACs: n.MACs, Site: n.Labels[SiteLabel], Rack: n.Rack,
+		BMCKey: bmcKey(n), Spec: spec}, nil
 }
 
-// acquire holds the node for this run and enqueues its River job into this
-// process's queue, or resumes the node's earlier job when that one was
-// interrupted or its controller died. A node held by a live controller is
-// busy.
-func (rc *runCtx) acquire(ctx context.Context, n inventory.Node) (store.NodeJob, bool, error) {
-	st, q, e := rc.e.cfg.Store, rc.q, rc.e
-	enq := store.EnqueueOpts{Queue: rc.queue, MaxAttempts: 1}
-	if last, err := st.NodeJobs(ctx, store.JobFilter{Node: n.Name, Limit: 1}); err == nil && len(last) == 1 && last[0].State == store.JobInterrupted {
-		job, err := q.Resume(ctx, last[0].ID, enq)
-		if err == nil {
-			e.log.Info("resuming the interrupted job of the node", "node", n.Name, "job", job.ID, "run", job.RunID)
-			return job, true, nil
-		}
-		e.log.Debug("interrupted job not resumed; starting a new one", "node", n.Name, "job", last[0].ID, "err", err)
+// SiteLabel is the inventory label naming a node's site: its jobs go to
+// that site's shared queue (store.QueueFor), worked by the controllers
+// that serve the site.
+const SiteLabel = "site"
+
+// nodeSpec is the inventory entry of a node as JSON (secrets as their
+// references only: inventory.Secret marshals redacted).
+func nodeSpec(n inventory.Node) (json.RawMessage, error) {
+	b, err := json.Marshal(n)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", n.Name, err)
 	}
-	for attempt := 0; ; attempt++ {
-		job, err := q.Acquire(ctx, store.AcquireRequest{RunID: rc.run.ID, Node: n.Name, MACs: n.MACs}, enq)
-		if err == nil {
-			return job, false, nil
+	return b, nil
+}
+
+// bmcKey names the BMC a node is reached through, for the per-BMC limit.
+func bmcKey(n inventory.Node) string {
+	addr, err := inventory.ParseBMCAddress(n.BMC.Address)
+	if err != nil || addr.Host == "" {
+		return n.BMC.Address
+	}
+	return fmt.Sprintf("%s:%d", addr.Host, addr.Port)
+}
+
+// watch follows the run's jobs (and the jobs it attached to) in the store
+// until each has ended, reporting progress, and returns one result per
+// node, in the order of nodes. On ctx's end it stops the run and keeps
+// watching until the run's own jobs are recorded.
+func (e *Engine) watch(ctx context.Context, run store.Run, nodes []inventory.Node, subs []store.SubmitResult, opts RunOptions) []fleet.Result {
+	start := time.Now()
+	results := make([]fleet.Result, len(nodes))
+	idx := map[int64]int{}
+	pending := 0
+	for i, s := range subs {
+		n := nodes[i]
+		results[i] = fleet.Result{Node: n.Name, Rack: n.Rack, Op: "reinstall"}
+		switch {
+		case s.Job.ID == 0:
+			reason := "nothing to resume: the node has no unfinished job"
+			results[i].Status, results[i].Reason = fleet.StatusSkipped, reason
+			results[i].Detail = &NodeReport{Node: n.Name, Playbook: e.playbookName(n), Reason: reason}
+		case s.Job.State.Active():
+			idx[s.Job.ID] = i
+			pending++
+			if s.Attached && !s.Resumed {
+				e.log.Info("attached to the node's job under way", "node", n.Name, "job", s.Job.ID, "run", s.Job.RunID)
+			}
+		default:
+			// --resume of a node whose latest job ended: report it.
+			results[i] = e.result(n, s.Job, true, start)
 		}
-		var busy *store.NodeBusyError
-		if !errors.As(err, &busy) || attempt >= 3 {
-			return store.NodeJob{}, false, err
+	}
+	prog := newWatchProgress(opts.Progress, len(nodes))
+	for i := range results {
+		if results[i].Status != "" {
+			prog.done(results[i])
 		}
-		resumable, err := rc.watchHolder(ctx, busy.JobID)
+	}
+	poll := opts.FetchPollInterval
+	if poll <= 0 {
+		poll = e.cfg.PollInterval
+	}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	stopped := false
+	var since time.Time
+	for pending > 0 {
+		ids := make([]int64, 0, pending)
+		for id := range idx {
+			ids = append(ids, id)
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		jobs, err := e.cfg.Store.JobsByID(sctx, ids)
+		cancel()
 		if err != nil {
-			return store.NodeJob{}, false, err
+			e.log.Warn("watching the run's jobs", "run", run.ID, "err", err)
 		}
-		if !resumable {
-			// The holder finished while we watched: try again.
+		for _, j := range jobs {
+			i, ok := idx[j.ID]
+			if !ok || j.State.Active() {
+				continue
+			}
+			attached := subs[i].Attached && !subs[i].Resumed
+			results[i] = e.result(nodes[i], j, attached, start)
+			delete(idx, j.ID)
+			pending--
+			prog.done(results[i])
+		}
+		if pending == 0 {
+			break
+		}
+		if ctx.Err() != nil && !stopped {
+			stopped = true
+			since = time.Now()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			if err := e.cfg.Store.StopRun(sctx, run.ID); err != nil {
+				e.log.Warn("stop the run", "run", run.ID, "err", err)
+			}
+			cancel()
+			// Jobs of other runs this run attached to go on: stop
+			// watching them.
+			for id, i := range idx {
+				if subs[i].Job.RunID != run.ID {
+					r := fleet.Result{Node: nodes[i].Name, Rack: nodes[i].Rack, Op: "reinstall", Status: fleet.StatusInterrupted,
+						Reason: fmt.Sprintf("no longer watched: job %d of run %d goes on", id, subs[i].Job.RunID)}
+					r.Detail = &NodeReport{Node: nodes[i].Name, JobID: id, RunID: subs[i].Job.RunID, Reason: r.Reason}
+					results[i] = r
+					delete(idx, id)
+					pending--
+					prog.done(r)
+				}
+			}
 			continue
 		}
-		job, err = q.Resume(ctx, busy.JobID, enq)
-		if err == nil {
-			e.log.Info("resuming the node's job: its controller stopped renewing its lease", "node", n.Name, "job", job.ID, "run", job.RunID, "was_owner", busy.Owner)
-			return job, true, nil
+		if stopped && time.Since(since) > 2*time.Minute {
+			e.log.Warn("nodes still not recorded two minutes after the run was stopped", "run", run.ID, "pending", pending)
 		}
-		if errors.Is(err, store.ErrNotActive) {
-			continue
-		}
-		return store.NodeJob{}, false, err
+		<-t.C
 	}
+	prog.close()
+	return results
 }
 
-// resumable decides, for --resume, about a node: its latest job is
-// unfinished (go on and resume it), or ended (report it as it ended), or
-// there is none.
-func (rc *runCtx) resumable(ctx context.Context, n inventory.Node) (store.NodeJob, *nodeResult, error) {
-	jobs, err := rc.e.cfg.Store.NodeJobs(ctx, store.JobFilter{Node: n.Name, Limit: 1})
-	if err != nil {
-		return store.NodeJob{}, nil, err
+func (e *Engine) playbookName(n inventory.Node) string {
+	if pb, err := e.cfg.Playbooks.Get(n.Playbook); err == nil {
+		return pb.Name
 	}
-	if len(jobs) == 0 {
-		reason := "nothing to resume: the node has no job"
-		return store.NodeJob{}, &nodeResult{report: &NodeReport{Node: n.Name, Reason: reason}, err: fleet.Skip(reason)}, nil
-	}
-	j := jobs[0]
-	if j.State.Active() || j.State == store.JobInterrupted {
-		return j, nil, nil
-	}
-	rep := &NodeReport{Node: n.Name, JobID: j.ID, RunID: j.RunID, State: j.State, Path: j.Path, Step: j.Step,
-		Landing: j.LandingSource, Reason: j.Reason}
-	if pb, err := rc.e.cfg.Playbooks.Get(n.Playbook); err == nil {
-		rep.Playbook = pb.Name
-	}
+	return n.Playbook
+}
+
+// jobEvidence is what a worker records in an ended job's evidence for the
+// run's report (see nodeRun.finish).
+type jobEvidence struct {
+	Path      string   `json:"path"`
+	Step      string   `json:"step"`
+	Category  string   `json:"category"`
+	Escalated bool     `json:"escalated"`
+	Learned   []string `json:"learned"`
+	Proposal  string   `json:"proposal"`
+	Resumed   bool     `json:"resumed"`
+}
+
+// result is a node's row from its ended job.
+func (e *Engine) result(n inventory.Node, j store.NodeJob, attached bool, start time.Time) fleet.Result {
+	rep := &NodeReport{Node: n.Name, JobID: j.ID, RunID: j.RunID, State: j.State, Playbook: e.playbookName(n),
+		Path: j.Path, Step: j.Step, Landing: j.LandingSource, Resumed: j.Generation > 0}
 	var ev map[string]any
-	_ = json.Unmarshal(j.Evidence, &ev)
-	if p, ok := ev["path"].(string); ok && p != "" {
-		rep.Path = p
+	var je jobEvidence
+	if len(j.Evidence) > 0 {
+		_ = json.Unmarshal(j.Evidence, &ev)
+		_ = json.Unmarshal(j.Evidence, &je)
 	}
-	if b, _ := ev["escalated"].(bool); b {
-		rep.Escalated = true
+	if je.Path != "" {
+		rep.Path = je.Path
+	}
+	rep.Escalated, rep.Learned, rep.Proposal = je.Escalated, je.Learned, je.Proposal
+	res := fleet.Result{Node: n.Name, Rack: n.Rack, Op: "reinstall", Detail: rep}
+	if !j.Started.IsZero() {
+		res.Duration = j.Finished.Sub(j.Started)
 	}
 	switch j.State {
 	case store.JobLanded:
-		return j, &nodeResult{report: rep}, nil
-	case store.JobFailed:
-		cat := j.Reason
-		for _, r := range Reasons() {
-			if strings.HasPrefix(j.Reason, r) {
-				cat = r
-				break
+		res.Status = fleet.StatusOK
+		rep.Evidence = ev
+		if ev != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if landings, err := e.cfg.Store.Landings(sctx, j.ID); err == nil {
+				seen := make([]map[string]any, 0, len(landings))
+				for _, l := range landings {
+					var lev any
+					_ = json.Unmarshal(l.Evidence, &lev)
+					seen = append(seen, map[string]any{"source": l.Source, "time": l.Time.UTC(), "evidence": lev})
+				}
+				ev["landings"] = seen
 			}
 		}
+	case store.JobFailed:
+		res.Status = fleet.StatusFailed
+		cat := je.Category
+		if cat == "" {
+			cat = categoryOf(j.Reason)
+		}
 		rep.Reason = cat
-		return j, &nodeResult{report: rep, err: fail(cat, j.Step, fmt.Errorf("job %d of run %d failed: %s", j.ID, j.RunID, j.Reason), nil)}, nil
-	}
-	reason := fmt.Sprintf("nothing to resume: job %d of run %d is %s", j.ID, j.RunID, j.State)
-	rep.Reason = reason
-	return j, &nodeResult{report: rep, err: fleet.Skip(reason)}, nil
-}
-
-// resumeJob resumes an unfinished job (interrupted, or active under a
-// controller that stopped renewing its lease); a live holder is busy.
-func (rc *runCtx) resumeJob(ctx context.Context, j store.NodeJob) (store.NodeJob, error) {
-	enq := store.EnqueueOpts{Queue: rc.queue, MaxAttempts: 1}
-	if j.State.Active() {
-		resumable, err := rc.watchHolder(ctx, j.ID)
-		if err != nil {
-			return store.NodeJob{}, err
+		rep.Evidence = ev
+		res.Reason, res.Error = cat, j.Reason
+		if attached {
+			res.Error = fmt.Sprintf("job %d of run %d failed: %s", j.ID, j.RunID, j.Reason)
 		}
-		if !resumable {
-			return store.NodeJob{}, &store.NodeBusyError{Node: j.Node, JobID: j.ID, RunID: j.RunID, State: j.State,
-				Reason: "it ended while its controller was being watched; nothing to resume"}
+	case store.JobInterrupted:
+		res.Status = fleet.StatusInterrupted
+		rep.Reason = j.Reason
+		res.Reason = ReasonInterrupted
+		if j.Started.IsZero() {
+			res.Reason = ReasonInterruptedInStart
 		}
-	}
-	job, err := rc.q.Resume(ctx, j.ID, enq)
-	if err == nil {
-		rc.e.log.Info("resuming the node's unfinished job", "node", j.Node, "job", job.ID, "run", job.RunID, "was", j.State)
-	}
-	return job, err
-}
-
-// watchHolder decides about a node's active job held by someone else:
-// alive (it renews its lease, or claims the queued job) → the busy error;
-// dead (the lease expires unrenewed, or a queued job stays unclaimed for
-// two leases) → resumable; finished meanwhile → (false, nil).
-func (rc *runCtx) watchHolder(ctx context.Context, jobID int64) (bool, error) {
-	st, ttl := rc.e.cfg.Store, rc.e.cfg.LeaseTTL
-	first, err := st.NodeJob(ctx, jobID)
-	if err != nil {
-		return false, err
-	}
-	for {
-		j, err := st.NodeJob(ctx, jobID)
-		if err != nil {
-			return false, err
-		}
-		now := time.Now()
+		res.Error = j.Reason
+	default: // cancelled
+		res.Status = fleet.StatusSkipped
+		rep.Reason = j.Reason
+		res.Reason = j.Reason
 		switch {
-		case !j.State.Active():
-			return false, nil
-		case j.Generation != first.Generation || j.Owner != first.Owner || j.LeaseUntil.After(first.LeaseUntil):
-			// Renewed, claimed or taken over: someone is working it.
-			return false, busyOf(j)
-		case j.State == store.JobRunning && j.LeaseUntil.Before(now):
-			return true, nil
-		case j.State == store.JobQueued && now.Sub(j.Updated) > 2*ttl:
-			return true, nil
+		case strings.HasPrefix(j.Reason, "not started: the run stopped after"):
+			res.Reason = ReasonFailureBudget
+		case !j.CancelRequested.IsZero():
+			res.Reason = ReasonCancelled
 		}
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-time.After(min(200*time.Millisecond, ttl/10+time.Millisecond)):
-		}
+		res.Error = j.Reason
 	}
+	return res
 }
 
-func busyOf(j store.NodeJob) error {
-	return &store.NodeBusyError{Node: j.Node, JobID: j.ID, RunID: j.RunID, State: j.State, Owner: j.Owner}
-}
-
-// reinstallWorker is the River worker of reinstall jobs.
-type reinstallWorker struct {
-	river.WorkerDefaults[store.ReinstallArgs]
-	rc *runCtx
-}
-
-// Work runs one node job's state machine.
-func (w *reinstallWorker) Work(ctx context.Context, job *river.Job[store.ReinstallArgs]) error {
-	rc := w.rc
-	e := rc.e
-	a := job.Args
-	p := rc.reg.start(a.Node)
-	if p == nil {
-		// Not admitted by this run's runner (or given up on): leave the
-		// node alone. Another run resumes it from the store if needed.
-		e.log.Debug("River job without an admitted node; ignored", "node", a.Node, "job", a.NodeJobID)
-		return nil
-	}
-	res := nodeResult{report: &NodeReport{Node: a.Node, JobID: a.NodeJobID, RunID: a.RunID}}
-	defer func() {
-		if v := recover(); v != nil {
-			e.log.Error("reinstall worker panicked", "node", a.Node, "panic", v)
-			res.err = fail(ReasonInternal, "", fmt.Errorf("panic: %v", v), nil)
-			res.report.Reason = ReasonInternal
+// categoryOf is the reason category a stored reason starts with.
+func categoryOf(reason string) string {
+	for _, r := range Reasons() {
+		if strings.HasPrefix(reason, r) {
+			return r
 		}
-		p.done <- res
-	}()
-	owner := store.OwnerID(rc.clientID, job.ID)
-	nj, err := e.cfg.Store.ClaimNodeJob(p.ctx, a.NodeJobID, a.Generation, owner, e.cfg.LeaseTTL)
-	if err != nil {
-		var busy *store.NodeBusyError
-		switch {
-		case errors.As(err, &busy):
-			res.report.Reason = ReasonBusy + ": " + busy.Error()
-			res.err = fleet.Skip(res.report.Reason)
-		case errors.Is(err, store.ErrSuperseded), errors.Is(err, store.ErrNotActive), errors.Is(err, store.ErrWindowClosed):
-			res.report.Reason = ReasonLeaseLost + ": " + err.Error()
-			res.err = fleet.Skip(res.report.Reason)
-		case p.ctx.Err() != nil:
-			res.report.Reason = ReasonInterruptedInStart
-			res.err = p.ctx.Err()
-		default:
-			res.report.Reason = ReasonStore
-			res.err = fail(ReasonStore, "", err, nil)
-		}
-		return nil
 	}
-	res.report, res.err = e.work(p.ctx, nj, owner, p.node)
-	return nil
+	return reason
 }
 
 // newClientID names this controller's River client: host, pid and a

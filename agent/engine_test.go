@@ -230,8 +230,13 @@ func TestFailureBudgetStopsStartingNodes(t *testing.T) {
 		if res.Status != fleet.StatusSkipped || !strings.HasPrefix(res.Reason, agent.ReasonFailureBudget) {
 			t.Errorf("%s: %s (%s), want skipped: %s", res.Node, res.Status, res.Reason, agent.ReasonFailureBudget)
 		}
-		if jobs, _ := r.st.NodeJobs(context.Background(), store.JobFilter{Node: res.Node}); len(jobs) != 0 {
+		// Its job was submitted with the run and ended unstarted: no step
+		// was ever recorded for it.
+		jobs, _ := r.st.NodeJobs(context.Background(), store.JobFilter{Node: res.Node})
+		if len(jobs) != 1 || jobs[0].State != store.JobCancelled || !jobs[0].Started.IsZero() {
 			t.Errorf("%s was not started but has jobs %+v", res.Node, jobs)
+		} else if steps := stepNames(t, r.st, jobs[0].ID); steps != "" {
+			t.Errorf("%s was not started but has steps %q", res.Node, steps)
 		}
 		if n := r.lab.Node(res.Node); n.Status().BootCount != 0 {
 			t.Errorf("%s was not started but booted %d times", res.Node, n.Status().BootCount)

@@ -32,6 +32,9 @@ const (
 	StepPostHooks   = "post_hooks"
 	// StepInterrupted marks where Ctrl-C stopped the job.
 	StepInterrupted = "interrupted"
+	// StepHandedOver marks where a stopping controller handed the job
+	// back to the shared queue.
+	StepHandedOver = "handed_over"
 )
 
 // Verdicts of a wait for landing.
@@ -70,6 +73,7 @@ type verdict struct {
 // nodeRun is one worker's pass over one node job.
 type nodeRun struct {
 	e     *Engine
+	w     *Worker
 	n     inventory.Node
 	pb    *playbooks.Playbook
 	job   store.NodeJob
@@ -98,19 +102,23 @@ type nodeRun struct {
 // then sees it land).
 const HoldUntilKey = landing.HoldUntilKey
 
-// work runs the node job's state machine and records its end.
-func (e *Engine) work(ctx context.Context, job store.NodeJob, owner string, n inventory.Node) (*NodeReport, error) {
+// work runs the node job's state machine and records its end — or, when
+// the worker stops, hands the job back to the shared queue.
+func (e *Engine) work(w *Worker, job store.NodeJob, owner string, n inventory.Node) {
 	rep := &NodeReport{Node: n.Name, JobID: job.ID, RunID: job.RunID, Resumed: job.Generation > 0}
+	r := &nodeRun{e: e, w: w, n: n, job: job, owner: owner, rep: rep,
+		log: e.log.With("node", n.Name, "job", job.ID), ran: map[playbooks.Path]bool{}, cannot: map[playbooks.Path]string{}}
+	ctx := w.ctx
 	pb, err := e.cfg.Playbooks.Get(n.Playbook)
 	if err != nil {
-		return rep, fail(ReasonInternal, "", err, nil)
+		r.finish(ctx, ctx, fail(ReasonInternal, "", fmt.Errorf("this controller (%s) does not know the node's playbook: %w", w.id, err), nil))
+		return
 	}
+	r.pb = pb
 	rep.Playbook = pb.Name
-	r := &nodeRun{e: e, n: n, pb: pb, job: job, owner: owner, rep: rep,
-		log: e.log.With("node", n.Name, "job", job.ID), ran: map[playbooks.Path]bool{}, cannot: map[playbooks.Path]string{}}
 
-	// The node's context ends on Ctrl-C (the run's), on the node timeout,
-	// and when the lease is lost.
+	// The node's context ends when the worker stops (handover), on the
+	// node timeout, and when the lease is lost.
 	nctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	if e.cfg.NodeTimeout > 0 {
@@ -121,8 +129,7 @@ func (e *Engine) work(ctx context.Context, job store.NodeJob, owner string, n in
 	stopRenew := r.renewLease(nctx, cancel)
 	runErr := r.run(nctx)
 	stopRenew()
-
-	return r.finish(ctx, nctx, runErr)
+	r.finish(ctx, nctx, runErr)
 }
 
 // renewLease renews the job's lease every third of its TTL until stopped;
@@ -342,7 +349,7 @@ func (r *nodeRun) doPath(ctx context.Context, p playbooks.Path) (*kick, error) {
 // stopErr says why the node's context ended.
 func (r *nodeRun) stopErr(ctx context.Context) error {
 	switch c := context.Cause(ctx); {
-	case errors.Is(c, errNodeTimeout), errors.Is(c, errLeaseLost):
+	case errors.Is(c, errNodeTimeout), errors.Is(c, errLeaseLost), errors.Is(c, errHandover):
 		return c
 	}
 	return errInterrupted
@@ -354,15 +361,25 @@ func (r *nodeRun) boundary(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return r.stopErr(ctx)
 	}
-	cancelled, err := r.e.cfg.Store.CancelRequested(ctx, r.job.ID)
+	stop, err := r.e.cfg.Store.StopRequested(ctx, r.job.ID)
 	if err != nil {
 		if ctx.Err() != nil {
 			return r.stopErr(ctx)
 		}
 		return fail(ReasonStore, r.lastStep, err, nil)
 	}
-	if cancelled {
+	return stopError(stop)
+}
+
+// stopError is the stop cause of a stop request (nil: go on).
+func stopError(stop store.StopRequest) error {
+	switch stop {
+	case store.StopCancelled:
 		return errCancelled
+	case store.StopRun:
+		return errInterrupted
+	case store.StopInactive:
+		return errLeaseLost
 	}
 	return nil
 }
@@ -725,26 +742,38 @@ func (r *nodeRun) learnQuirk(ctx context.Context, v *verdict) {
 	r.log.Info("learned: the board ignores the out-of-band PXE override; next time in-band first", "model", q.Model)
 }
 
-// finish records the job's end and fills the report.
-func (r *nodeRun) finish(ctx, nctx context.Context, runErr error) (*NodeReport, error) {
+// finish records the job's end: landed, failed, cancelled or interrupted
+// with its reason and evidence (what the run's report is built from); a
+// node stopped by its worker's stop is handed back to the shared queue
+// instead, and a node whose lease was lost is left to its new owner.
+func (r *nodeRun) finish(ctx, nctx context.Context, runErr error) {
 	rep := r.rep
 	rep.Path = string(r.lastPath)
 	f := store.Finish{Owner: r.owner}
-	var out error
 	var holdUntil time.Time
 	var failure *Failure
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	switch {
 	case runErr == nil:
 		f.State = store.JobLanded
 		r.postHooks(ctx, "landed", "")
 	case errors.Is(runErr, errLeaseLost):
-		rep.Reason = ReasonLeaseLost
-		rep.State = ""
-		return rep, fleet.Skip(ReasonLeaseLost + ": another controller took the node's job over")
+		r.log.Warn("lease lost: another controller continues the node's job")
+		return
+	case errors.Is(runErr, errHandover):
+		// Hand over at this step boundary: a new generation on the shared
+		// queue, continued by another controller from the step record.
+		r.mark(sctx, StepHandedOver, map[string]any{"at_step": r.lastStep, "controller": r.w.id})
+		if j, err := r.w.q.Release(sctx, r.job.ID, r.owner); err != nil {
+			r.log.Warn("the job could not be handed over; its lease expires and another controller takes it over", "err", err)
+		} else {
+			r.log.Info("handed the node's job over to the shared queue", "generation", j.Generation, "at_step", r.lastStep)
+		}
+		return
 	case errors.Is(runErr, errCancelled):
 		f.State, f.Reason = store.JobCancelled, ReasonCancelled
 		r.postHooks(ctx, "failed", ReasonCancelled)
-		out = fleet.Skip(ReasonCancelled)
 	case errors.Is(runErr, errNodeTimeout) || (errors.Is(runErr, errInterrupted) && errors.Is(context.Cause(nctx), errNodeTimeout)):
 		failure = fail(ReasonNodeTimeout, r.lastStep, fmt.Errorf("the node did not finish within %s (at step %s)", r.e.cfg.NodeTimeout, r.lastStep), nil)
 	case errors.Is(runErr, errInterrupted):
@@ -760,7 +789,6 @@ func (r *nodeRun) finish(ctx, nctx context.Context, runErr error) (*NodeReport, 
 			holdUntil = time.Now().Add(r.pb.Timeouts.WaitLanding)
 		}
 		f.Reason = fmt.Sprintf("%s at step %s; reprov reinstall --resume %s continues it", ReasonInterrupted, r.lastStep, r.n.Name)
-		out = context.Canceled
 	case errors.As(runErr, &failure):
 	default:
 		failure = fail(ReasonInternal, r.lastStep, runErr, nil)
@@ -768,58 +796,32 @@ func (r *nodeRun) finish(ctx, nctx context.Context, runErr error) (*NodeReport, 
 	if failure != nil {
 		f.State = store.JobFailed
 		f.Reason = failure.Error()
-		out = failure
 		r.postHooks(ctx, "failed", failure.Error())
 	}
-	ev := map[string]any{"path": rep.Path, "step": r.lastStep}
+	ev := map[string]any{}
 	if failure != nil {
 		for k, v := range failure.Evidence {
 			ev[k] = v
 		}
-		rep.Evidence = failure.Evidence
-		rep.Reason = failure.Category
 	}
-	if f.State == store.JobInterrupted || f.State == store.JobCancelled {
-		rep.Reason = f.Reason
+	je := jobEvidence{Path: rep.Path, Step: r.lastStep, Escalated: r.escalated, Learned: rep.Learned,
+		Proposal: rep.Proposal, Resumed: rep.Resumed}
+	if failure != nil {
+		je.Category = failure.Category
 	}
-	if r.escalated {
-		ev["escalated"] = true
+	var jm map[string]any
+	_ = json.Unmarshal(mustJSON(je), &jm)
+	for k, v := range jm {
+		ev[k] = v
 	}
 	if !holdUntil.IsZero() {
 		ev[HoldUntilKey] = holdUntil.UTC().Format(time.RFC3339Nano)
 	}
 	f.Evidence = mustJSON(ev)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
 	job, err := r.e.cfg.Store.FinishNode(sctx, r.job.ID, f)
 	if err != nil {
 		r.log.Error("job end not recorded", "state", f.State, "err", err)
-		if errors.Is(err, store.ErrLeaseLost) {
-			rep.Reason = ReasonLeaseLost
-			return rep, fleet.Skip(ReasonLeaseLost + ": another controller took the node's job over")
-		}
-		rep.State = f.State
-		return rep, errors.Join(out, fail(ReasonStore, r.lastStep, err, nil))
+		return
 	}
-	rep.State = job.State
-	rep.Landing = job.LandingSource
-	if job.Step != "" {
-		rep.Step = job.Step
-	}
-	if job.State == store.JobLanded {
-		// The proof, for scripts reading -o json: which source saw the
-		// node land, when, and what it saw (e.g. the MAC iPXE sent).
-		rep.Evidence = ev
-		if landings, err := r.e.cfg.Store.Landings(sctx, r.job.ID); err == nil {
-			seen := make([]map[string]any, 0, len(landings))
-			for _, l := range landings {
-				var lev any
-				_ = json.Unmarshal(l.Evidence, &lev)
-				seen = append(seen, map[string]any{"source": l.Source, "time": l.Time.UTC(), "evidence": lev})
-			}
-			ev["landings"] = seen
-		}
-	}
-	r.e.emit(Event{Node: r.n.Name, JobID: r.job.ID, Step: "end", Phase: "end", Result: string(job.State), Note: rep.Reason})
-	return rep, out
+	r.e.emit(Event{Node: r.n.Name, JobID: r.job.ID, Step: "end", Phase: "end", Result: string(job.State), Note: f.Reason})
 }

@@ -336,6 +336,9 @@ func (r *nodeRun) waitLoop(ctx context.Context, k *kick, deadline time.Time) (*v
 				return nil, errCancelled
 			}
 		}
+		if stop, err := r.e.cfg.Store.StopRequested(ctx, r.job.ID); err == nil && stop != store.StopNone {
+			return nil, stopError(stop)
+		}
 		now := time.Now()
 		if !now.Before(nextProbe) {
 			nextProbe = now.Add(r.e.cfg.ProbeInterval)

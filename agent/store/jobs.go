@@ -16,7 +16,8 @@ const activeStates = `('queued', 'running')`
 func jobCols(prefix string) string {
 	cols := []string{"id", "run_id", "node", "state", "path", "step", "reason", "evidence", "macs",
 		"owner", "lease_until", "generation", "river_job_id", "cancel_requested_at", "cancel_reason",
-		"landed_at", "landing_source", "created_at", "started_at", "updated_at", "finished_at"}
+		"landed_at", "landing_source", "created_at", "started_at", "updated_at", "finished_at",
+		"site", "rack", "bmc_key"}
 	for i, c := range cols {
 		cols[i] = prefix + c
 	}
@@ -34,7 +35,8 @@ func scanJob(r row) (NodeJob, error) {
 	)
 	err := r.Scan(&j.ID, &j.RunID, &j.Node, &state, &j.Path, &j.Step, &j.Reason, &evidence, &macs,
 		&j.Owner, &lease, &j.Generation, &riverJob, &cancelReq, &j.CancelReason,
-		&landed, &source, &created, &started, &updated, &finished)
+		&landed, &source, &created, &started, &updated, &finished,
+		&j.Site, &j.Rack, &j.BMCKey)
 	if err != nil {
 		return NodeJob{}, err
 	}

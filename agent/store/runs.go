@@ -9,7 +9,8 @@ import (
 	"time"
 )
 
-const runCols = `id, created_at, created_by, selection, options, window_start, window_end, state, finished_at`
+const runCols = `id, created_at, created_by, selection, options, window_start, window_end, state, finished_at,
+	max_parallel, per_rack, per_bmc, max_failures`
 
 func scanRun(r row) (Run, error) {
 	var (
@@ -19,7 +20,9 @@ func scanRun(r row) (Run, error) {
 		windowStart, windowEnd, finishedAt sql.NullInt64
 		state                              string
 	)
-	err := r.Scan(&run.ID, &created, &run.CreatedBy, &run.Selection, &options, &windowStart, &windowEnd, &state, &finishedAt)
+	var lim [4]int64
+	err := r.Scan(&run.ID, &created, &run.CreatedBy, &run.Selection, &options, &windowStart, &windowEnd, &state, &finishedAt,
+		&lim[0], &lim[1], &lim[2], &lim[3])
 	if err != nil {
 		return Run{}, err
 	}
@@ -29,6 +32,7 @@ func scanRun(r row) (Run, error) {
 	run.WindowEnd = fromMicros(windowEnd)
 	run.State = RunState(state)
 	run.Finished = fromMicros(finishedAt)
+	run.Limits = RunLimits{MaxParallel: int(lim[0]), PerRack: int(lim[1]), PerBMC: int(lim[2]), MaxFailures: int(lim[3])}
 	return run, nil
 }
 
@@ -51,9 +55,12 @@ func (s *Store) CreateRun(ctx context.Context, spec RunSpec) (Run, error) {
 	if spec.WindowStart.After(now) {
 		state = RunScheduled
 	}
-	r := s.q().queryRow(ctx, `INSERT INTO reprov_run (created_at, created_by, selection, options, window_start, window_end, state)
-		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING `+runCols,
-		now.UnixMicro(), spec.CreatedBy, spec.Selection, options, micros(spec.WindowStart), micros(spec.WindowEnd), string(state))
+	l := spec.Limits
+	r := s.q().queryRow(ctx, `INSERT INTO reprov_run (created_at, created_by, selection, options, window_start, window_end, state,
+			max_parallel, per_rack, per_bmc, max_failures)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+runCols,
+		now.UnixMicro(), spec.CreatedBy, spec.Selection, options, micros(spec.WindowStart), micros(spec.WindowEnd), string(state),
+		max(l.MaxParallel, 0), max(l.PerRack, 0), max(l.PerBMC, 0), max(l.MaxFailures, 0))
 	run, err := scanRun(r)
 	if err != nil {
 		return Run{}, fmt.Errorf("create run: %w", err)

@@ -131,6 +131,26 @@ func migrations() []migration {
 		)`,
 			`CREATE INDEX IF NOT EXISTS reprov_sector_node ON reprov_sector (node, run_id, id)`,
 		},
+	}, {
+		version: 3,
+		name:    "shared queues",
+		stmts: []string{
+			// Where a node job is worked and what limits it: the shared River
+			// queue of its site, its rack and BMC for the claim-time limits,
+			// and the inventory entry it was submitted with (secrets as their
+			// references only), which a worker compares with its own.
+			`ALTER TABLE reprov_node_job ADD COLUMN site TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE reprov_node_job ADD COLUMN rack TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE reprov_node_job ADD COLUMN bmc_key TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE reprov_node_job ADD COLUMN spec TEXT`,
+			`CREATE INDEX IF NOT EXISTS reprov_node_job_run_state ON reprov_node_job (run_id, state)`,
+			// A run's admission limits, enforced where jobs are claimed (in
+			// the store, across every controller). 0: no limit.
+			`ALTER TABLE reprov_run ADD COLUMN max_parallel BIGINT NOT NULL DEFAULT 0`,
+			`ALTER TABLE reprov_run ADD COLUMN per_rack BIGINT NOT NULL DEFAULT 0`,
+			`ALTER TABLE reprov_run ADD COLUMN per_bmc BIGINT NOT NULL DEFAULT 0`,
+			`ALTER TABLE reprov_run ADD COLUMN max_failures BIGINT NOT NULL DEFAULT 0`,
+		},
 	}}
 }
 

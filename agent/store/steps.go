@@ -55,7 +55,7 @@ func (s *Store) RecordStep(ctx context.Context, st Step) (Step, error) {
 		err = s.inTx(ctx, func(q querier, _ any) error {
 			now := nowMicros()
 			n, err := q.exec(ctx, `UPDATE reprov_node_job SET step = ?, updated_at = ?
-				WHERE id = ? AND state = 'running' AND (? = '' OR owner = ?)`, st.Name, now, st.JobID, st.Owner, st.Owner)
+				WHERE id = ? AND state = 'running' AND (? = '' OR (owner = ? AND lease_until > ?))`, st.Name, now, st.JobID, st.Owner, st.Owner, now)
 			if err != nil {
 				return err
 			}
@@ -68,6 +68,8 @@ func (s *Store) RecordStep(ctx context.Context, st Step) (Step, error) {
 					return fmt.Errorf("job %d (node %s) is queued, not claimed", job.ID, job.Node)
 				case !job.State.Active():
 					return fmt.Errorf("job %d (node %s) is %s: %w", job.ID, job.Node, job.State, ErrNotActive)
+				case job.Owner == st.Owner:
+					return fmt.Errorf("job %d (node %s): the lease expired at %s: %w", job.ID, job.Node, job.LeaseUntil.Format(time.RFC3339Nano), ErrLeaseLost)
 				default:
 					return fmt.Errorf("job %d (node %s) is held by %q: %w", job.ID, job.Node, job.Owner, ErrLeaseLost)
 				}

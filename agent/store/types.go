@@ -82,6 +82,23 @@ type Run struct {
 	WindowEnd   time.Time       `json:"window_end"`           // zero: no end; after it no new node starts
 	State       RunState        `json:"state"`
 	Finished    time.Time       `json:"finished"`
+	// Limits are enforced where the run's jobs are claimed.
+	Limits RunLimits `json:"limits"`
+}
+
+// RunLimits are a run's admission limits. They hold across every controller
+// sharing the store, because they are checked in the store when a job is
+// claimed. Zero means no limit.
+type RunLimits struct {
+	// MaxParallel: the run's jobs running at once.
+	MaxParallel int `json:"max_parallel,omitempty"`
+	// PerRack: the run's jobs of one rack running at once.
+	PerRack int `json:"per_rack,omitempty"`
+	// PerBMC: the run's jobs sharing one BMC address running at once.
+	PerBMC int `json:"per_bmc,omitempty"`
+	// MaxFailures: once this many of the run's jobs failed, no further job
+	// of the run starts (they end cancelled, "not started").
+	MaxFailures int `json:"max_failures,omitempty"`
 }
 
 // RunSpec describes a run to create.
@@ -91,6 +108,7 @@ type RunSpec struct {
 	Options     json.RawMessage // nil: {}
 	WindowStart time.Time
 	WindowEnd   time.Time
+	Limits      RunLimits
 }
 
 // JobState is a node job's state. Queued and running are active: a node has
@@ -165,6 +183,10 @@ type NodeJob struct {
 
 	LandedAt      time.Time     `json:"landed_at"`                // first time the strongest source saw it land
 	LandingSource LandingSource `json:"landing_source,omitempty"` // the strongest source seen ("" if none)
+
+	Site   string `json:"site,omitempty"`    // its shared queue's site ("" : the default queue)
+	Rack   string `json:"rack,omitempty"`    // for the per-rack limit
+	BMCKey string `json:"bmc_key,omitempty"` // its BMC's address, for the per-BMC limit
 
 	Created  time.Time `json:"created"`
 	Started  time.Time `json:"started"`
