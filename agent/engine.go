@@ -130,6 +130,21 @@ type Config struct {
 	// Events receives every step transition (nil: none). It is called
 	// from many goroutines.
 	Events func(Event)
+
+	// ArmLanding opens a job's landing right before the act that makes
+	// its node boot (store.ArmLanding): the landing endpoint accepts a
+	// landing only after it. nil: not armed.
+	ArmLanding func(ctx context.Context, jobID int64, owner string) error
+	// EndpointCoverage reports whether a landing endpoint answered on the
+	// shared store without a gap during [from, to]: how a wait whose
+	// controller died is judged. nil: such a wait counts as unwatched.
+	EndpointCoverage func(ctx context.Context, from, to time.Time) (bool, error)
+
+	// crashAt, set only by tests (export_test.go), makes a worker stop dead
+	// at a step boundary — after a step's intent, or after its act and
+	// before its outcome — as if its process had been killed: nothing more
+	// is recorded, the lease is not renewed.
+	crashAt func(step, phase string) bool
 }
 
 // Event is one step transition of one node.

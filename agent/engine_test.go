@@ -353,20 +353,22 @@ func TestResumeSettlesByLooking(t *testing.T) {
 			if _, err := r.st.ClaimNodeJob(ctx, job.ID, job.Generation, "dead/job-1", 200*time.Millisecond); err != nil {
 				t.Fatal(err)
 			}
-			step := func(name string, settle bool, detail string) {
-				in, err := r.st.RecordStep(ctx, store.Step{JobID: job.ID, Name: name, Phase: store.PhaseIntent, Owner: "dead/job-1"})
+			step := func(name string, intent, outcome string) {
+				in, err := r.st.RecordStep(ctx, store.Step{JobID: job.ID, Name: name, Phase: store.PhaseIntent, Owner: "dead/job-1", Detail: json.RawMessage(intent)})
 				if err != nil {
 					t.Fatal(err)
 				}
-				if settle {
-					if _, err := r.st.RecordStep(ctx, store.Step{Phase: store.PhaseOutcome, IntentID: in.ID, Result: store.ResultOK, Detail: json.RawMessage(detail)}); err != nil {
+				if outcome != "" {
+					if _, err := r.st.RecordStep(ctx, store.Step{Phase: store.PhaseOutcome, IntentID: in.ID, Result: store.ResultOK, Detail: json.RawMessage(outcome)}); err != nil {
 						t.Fatal(err)
 					}
 				}
 			}
-			step(agent.StepPrecheck, true, `{"boot_id": "`+n.Status().BootID+`"}`)
-			step(agent.StepOOBBoot, true, `{}`)
-			step(agent.StepPower, false, "")
+			// The dead controller's step record, as it writes it (typed
+			// records, version 1).
+			step(agent.StepPrecheck, `{"v":1,"playbook":"default","paths":["oob"]}`, `{"v":1,"boot_id":"`+n.Status().BootID+`"}`)
+			step(agent.StepOOBBoot, `{"v":1,"override":{"device":"pxe","mode":"legacy"}}`, `{"v":1}`)
+			step(agent.StepPower, `{"v":1,"power_action":"cycle"}`, "")
 			// What the dead controller did: the override, and maybe the cycle.
 			c := openBMC(t, node)
 			if _, err := c.SetBootOverride(ctx, bmc.BootOverride{Device: bmc.BootPXE, Mode: bmc.BootModeLegacy}); err != nil {
@@ -401,7 +403,7 @@ func TestResumeSettlesByLooking(t *testing.T) {
 					break
 				}
 			}
-			if settled == nil || settled.Result != tc.wantSettle || !strings.Contains(string(settled.Detail), `"settled_by":"looking"`) {
+			if settled == nil || settled.Result != tc.wantSettle || !strings.Contains(string(settled.Detail), `"settled":{"by_job":`) {
 				t.Fatalf("the dead controller's power intent settled as %+v, want %s by looking", settled, tc.wantSettle)
 			}
 			// The power action ran exactly once in all.
@@ -550,20 +552,23 @@ func TestResumeFinishesACutInbandUnit(t *testing.T) {
 		t.Fatal(err)
 	}
 	saved := inband.SavedPath(r.stateDir, node.Name, agent.RunTag(run.ID))
-	rec := func(name string, detail map[string]any, settle bool) {
-		b, _ := json.Marshal(detail)
+	rec := func(name string, intent, outcome map[string]any) {
+		intent["v"] = 1
+		b, _ := json.Marshal(intent)
 		in, err := r.st.RecordStep(ctx, store.Step{JobID: job.ID, Name: name, Phase: store.PhaseIntent, Owner: "dead/job-1", Detail: b})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if settle {
+		if outcome != nil {
+			outcome["v"] = 1
+			b, _ := json.Marshal(outcome)
 			if _, err := r.st.RecordStep(ctx, store.Step{Phase: store.PhaseOutcome, IntentID: in.ID, Result: store.ResultOK, Detail: b}); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	rec(agent.StepPrecheck, map[string]any{"boot_id": bootID}, true)
-	rec(agent.StepInband, map[string]any{"saved_file": saved, "boot_id": bootID}, false)
+	rec(agent.StepPrecheck, map[string]any{"playbook": "hp-dl360-g7", "paths": []string{"inband"}}, map[string]any{"boot_id": bootID})
+	rec(agent.StepInband, map[string]any{"saved_file": saved, "boot_id": bootID, "unit": "wipe, next-boot, reboot"}, nil)
 	// What the dead controller did in its unit: save, audit, wipe.
 	_, sectors, err := steps.PlanWipe(ctx, n.Host(), "/dev/sda", steps.ScopeMBR)
 	if err != nil {

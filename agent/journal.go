@@ -2,12 +2,11 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
+	"fmt"
 	"strings"
 
 	"github.com/reprov/reprov/agent/store"
 	"github.com/reprov/reprov/inventory"
-	"github.com/reprov/reprov/playbooks"
 )
 
 // journal is what a job's step record says was done: where a resumed job
@@ -23,9 +22,11 @@ func (j *journal) lastKick() *kick {
 	return j.kicks[len(j.kicks)-1]
 }
 
-// readJournal reads the job's own step record (after settling) into the
-// run's state: the baseline boot id, whether pre-hooks ran, the paths
-// carried out or found impossible, the kicks and their verdicts.
+// readJournal replays the job's own step record (after settling) through
+// the step table into the run's state: the baseline boot id, whether
+// pre-hooks ran, the paths carried out or found impossible, the kicks and
+// their verdicts. A record of an unknown step, or one that does not decode
+// into its step's typed record, stops the node (ReasonCorruptRecord).
 func (r *nodeRun) readJournal(ctx context.Context) (*journal, error) {
 	all, err := r.e.cfg.Store.Steps(ctx, r.job.ID)
 	if err != nil {
@@ -43,74 +44,12 @@ func (r *nodeRun) readJournal(ctx context.Context) (*journal, error) {
 			continue
 		}
 		out, settled := outcomes[in.ID]
-		var idet, odet map[string]any
-		_ = json.Unmarshal(in.Detail, &idet)
-		if settled {
-			_ = json.Unmarshal(out.Detail, &odet)
+		spec, ok := specOf(in.Name)
+		if !ok {
+			return nil, fail(ReasonCorruptRecord, in.Name, fmt.Errorf("intent %d names a step this reprov does not know (%q)", in.ID, in.Name), nil)
 		}
-		notPossible, _ := odet["not_possible"].(bool)
-		ok := settled && out.Result == store.ResultOK
-		switch in.Name {
-		case StepPrecheck:
-			if ok {
-				if b, _ := odet["boot_id"].(string); b != "" {
-					r.baseline = b
-				}
-				if q, _ := odet["quirk"].(string); q != "" {
-					r.inbandQ = true
-				}
-			}
-		case StepPreHooks:
-			r.preRan = true
-			if ok {
-				r.preOK = true
-			}
-		case StepOOBBoot:
-			if notPossible {
-				r.cannot[playbooks.PathOOB], _ = odet["error"].(string)
-			}
-		case StepPower:
-			if ok {
-				r.ran[playbooks.PathOOB] = true
-				delete(r.cannot, playbooks.PathOOB)
-				j.kicks = append(j.kicks, &kick{path: playbooks.PathOOB, at: out.Time, bootID: r.baseline})
-			} else if notPossible {
-				r.cannot[playbooks.PathOOB], _ = odet["error"].(string)
-			}
-		case StepInband:
-			if b, _ := idet["escalated"].(bool); b {
-				r.escalated, r.rep.Escalated = true, true
-			}
-			if ok {
-				r.ran[playbooks.PathInband] = true
-				delete(r.cannot, playbooks.PathInband)
-				bootID, _ := odet["boot_id_before"].(string)
-				if bootID == "" {
-					bootID, _ = idet["boot_id"].(string)
-				}
-				if bootID != "" {
-					r.baseline = bootID
-				}
-				j.kicks = append(j.kicks, &kick{path: playbooks.PathInband, at: out.Time, bootID: bootID})
-			} else if notPossible {
-				r.cannot[playbooks.PathInband], _ = odet["error"].(string)
-			}
-		case StepInterrupted:
-			if k := j.lastKick(); k != nil && k.verdict == nil {
-				k.unwatched = true
-			}
-		case StepWaitLanding:
-			v, _ := odet["verdict"].(string)
-			k := j.lastKick()
-			switch {
-			case k == nil || k.verdict != nil:
-			case v != "":
-				k.verdict = &verdict{kind: v, evidence: odet}
-			case odet["stopped"] == errInterrupted.Error(), odet["settled_by"] != nil:
-				// Ctrl-C, or a controller that died while waiting: nobody
-				// answered for the node meanwhile.
-				k.unwatched = true
-			}
+		if err := spec.replay(r, j, stepRecord{intent: in, out: out, settled: settled}); err != nil {
+			return nil, fail(ReasonCorruptRecord, in.Name, err, nil)
 		}
 	}
 	if k := j.lastKick(); k != nil {

@@ -57,17 +57,21 @@ type kick struct {
 	// bootID is the running OS's boot id before the kick ("" unknown).
 	bootID  string
 	verdict *verdict
-	// unwatched: the wait for this kick was cut — Ctrl-C (the job was not
-	// active, the landing endpoint may have sent the node to its disk) or a
-	// controller that died (its landing endpoint with it): what the node
-	// did meanwhile was not seen.
+	// unwatched: the wait for this kick was cut by Ctrl-C (the job was
+	// not active, so the landing endpoint sent the node to its disk): what
+	// the node did meanwhile was not seen.
 	unwatched bool
+	// cut: the wait's controller died; whether a landing endpoint answered
+	// the node meanwhile decides whether it was watched.
+	cut bool
+	// watched says how a cut wait was judged (recorded in its evidence).
+	watched string
 }
 
 // verdict is how a wait for landing ended.
 type verdict struct {
 	kind     string
-	evidence map[string]any
+	evidence waitEvidence
 }
 
 // nodeRun is one worker's pass over one node job.
@@ -185,6 +189,14 @@ func (r *nodeRun) run(ctx context.Context) error {
 		v *verdict
 	)
 	last := j.lastKick()
+	if last != nil && last.verdict == nil && last.cut {
+		// The controller waiting for this kick died. If a landing endpoint
+		// answered on the shared store all the while, the node's network
+		// boot was answered as it should have been: the wait goes on (and
+		// an old OS answering means the board ignored the override).
+		// Otherwise nobody answered it: treat it as unwatched.
+		last.watched, last.unwatched = r.coverage(ctx, last.at)
+	}
 	if last != nil && last.verdict == nil && last.unwatched && r.staleKick(ctx, last) {
 		// The wait for this node was cut (Ctrl-C, or its controller died),
 		// and the node has booted its OS since, with nobody answering its
@@ -248,14 +260,14 @@ func (r *nodeRun) run(ctx context.Context) error {
 			return nil
 		case VerdictTimeout:
 			return fail(ReasonDidNotLand, StepWaitLanding,
-				fmt.Errorf("no landing within %s of the %s path", r.pb.Timeouts.WaitLanding, k.path), v.evidence)
+				fmt.Errorf("no landing within %s of the %s path", r.pb.Timeouts.WaitLanding, k.path), evidenceOf(&v.evidence))
 		case VerdictNoReboot:
 			return fail(ReasonNoReboot, StepWaitLanding,
-				fmt.Errorf("the running OS still answers with boot id %s %s after the in-band reboot", k.bootID, r.pb.Timeouts.Reboot), v.evidence)
+				fmt.Errorf("the running OS still answers with boot id %s %s after the in-band reboot", k.bootID, r.pb.Timeouts.Reboot), evidenceOf(&v.evidence))
 		case VerdictOldOS:
 			if k.path == playbooks.PathInband {
 				return fail(ReasonOldOSAfterInband, StepWaitLanding,
-					errors.New("the node booted its old OS again after the in-band step"), v.evidence)
+					errors.New("the node booted its old OS again after the in-band step"), evidenceOf(&v.evidence))
 			}
 			r.learnQuirk(ctx, v)
 			if r.pb.Escalate && r.pb.Uses(playbooks.PathInband) && !r.ran[playbooks.PathInband] {
@@ -271,7 +283,7 @@ func (r *nodeRun) run(ctx context.Context) error {
 				why = "the playbook has no in-band path"
 			}
 			return fail(ReasonIgnoredOverride, StepWaitLanding,
-				fmt.Errorf("the old OS answered SSH again with a new boot id after the out-of-band attempt (%s)", why), v.evidence)
+				fmt.Errorf("the old OS answered SSH again with a new boot id after the out-of-band attempt (%s)", why), evidenceOf(&v.evidence))
 		}
 		return fail(ReasonInternal, StepWaitLanding, fmt.Errorf("unknown verdict %q", v.kind), nil)
 	}
@@ -390,12 +402,19 @@ func actCtx(ctx context.Context, timeout time.Duration) (context.Context, contex
 	return context.WithTimeout(context.WithoutCancel(ctx), timeout)
 }
 
-// step records the intent, runs act, and records its outcome. act returns
-// the outcome's detail and result ("" derives it from the error: ok or
-// failed).
-func (r *nodeRun) step(ctx context.Context, name string, intent map[string]any, act func() (map[string]any, string, error)) error {
+// step records the typed intent, runs act, and records its typed outcome
+// (the step table in steptable.go declares both). act returns the outcome
+// and its result ("" derives it from the error: ok or failed).
+func (r *nodeRun) step(ctx context.Context, name string, intent any, act func() (outcome, string, error)) error {
 	if err := r.boundary(ctx); err != nil {
 		return err
+	}
+	if spec, _ := specOf(name); spec.destructive {
+		// Fencing: no destructive intent from a controller that lost its
+		// lease (the store also refuses intents past the lease's expiry).
+		if err := r.fence(ctx); err != nil {
+			return err
+		}
 	}
 	in, err := r.e.cfg.Store.RecordStep(ctx, store.Step{JobID: r.job.ID, Name: name, Phase: store.PhaseIntent,
 		Detail: mustJSON(intent), Owner: r.owner})
@@ -411,11 +430,16 @@ func (r *nodeRun) step(ctx context.Context, name string, intent map[string]any, 
 	r.lastStep = name
 	r.rep.Step = name
 	r.e.emit(Event{Node: r.n.Name, JobID: r.job.ID, Step: name, Phase: string(store.PhaseIntent)})
-
-	detail, result, actErr := act()
-	if detail == nil {
-		detail = map[string]any{}
+	if r.crash(name, "intent") {
+		return errCrashed
 	}
+
+	out, result, actErr := act()
+	if r.crash(name, "act") {
+		return errCrashed
+	}
+	b := out.base()
+	b.V = recordVersion
 	if result == "" {
 		result = store.ResultOK
 		if actErr != nil {
@@ -424,23 +448,27 @@ func (r *nodeRun) step(ctx context.Context, name string, intent map[string]any, 
 	}
 	note := ""
 	if actErr != nil {
-		detail["error"] = actErr.Error()
+		b.Error = actErr.Error()
 		note = actErr.Error()
 		var np *notPossible
 		if errors.As(actErr, &np) {
-			detail["not_possible"] = true
+			b.NotPossible = true
 		}
-		if errors.Is(actErr, errInterrupted) || errors.Is(actErr, errCancelled) || errors.Is(actErr, errLeaseLost) || errors.Is(actErr, errNodeTimeout) {
-			detail["stopped"] = actErr.Error()
+		if errors.Is(actErr, errInterrupted) || errors.Is(actErr, errCancelled) || errors.Is(actErr, errLeaseLost) ||
+			errors.Is(actErr, errNodeTimeout) || errors.Is(actErr, errHandover) {
+			b.Stopped = actErr.Error()
 		}
 	}
-	if v, ok := detail["verdict"].(string); ok {
-		note = v
+	if w, ok := out.(*waitOutcome); ok && w.Verdict != "" {
+		note = w.Verdict
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if _, err := r.e.cfg.Store.RecordStep(rctx, store.Step{Phase: store.PhaseOutcome, IntentID: in.ID, Result: result,
-		Detail: mustJSON(detail)}); err != nil {
+		Detail: mustJSON(out)}); err != nil {
+		// The act's result stands (it is never repeated); the intent stays
+		// unsettled for the next job to settle by looking. The node stops
+		// here: a controller that cannot record does not go on acting.
 		r.log.Error("outcome not recorded", "step", name, "err", err)
 		if actErr == nil {
 			actErr = fail(ReasonStore, name, fmt.Errorf("%s done, but its outcome was not recorded: %w", name, err), nil)
@@ -450,18 +478,44 @@ func (r *nodeRun) step(ctx context.Context, name string, intent map[string]any, 
 	return actErr
 }
 
+// errCrashed: a test's crash point was reached (see Config.crashAt).
+var errCrashed = errors.New("crashed (test crash point)")
+
+// crash reports whether a test asked the worker to stop dead here.
+func (r *nodeRun) crash(step, phase string) bool {
+	return r.e.cfg.crashAt != nil && r.e.cfg.crashAt(step, phase)
+}
+
 // mark records a step that is a fact rather than an act (intent and
 // outcome at once), whatever the state of ctx.
-func (r *nodeRun) mark(ctx context.Context, name string, detail map[string]any) {
+func (r *nodeRun) mark(ctx context.Context, name string, rec markRecord) {
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	in, err := r.e.cfg.Store.RecordStep(mctx, store.Step{JobID: r.job.ID, Name: name, Phase: store.PhaseIntent, Owner: r.owner, Detail: mustJSON(detail)})
+	rec.V = recordVersion
+	in, err := r.e.cfg.Store.RecordStep(mctx, store.Step{JobID: r.job.ID, Name: name, Phase: store.PhaseIntent, Owner: r.owner, Detail: mustJSON(rec)})
 	if err == nil {
-		_, err = r.e.cfg.Store.RecordStep(mctx, store.Step{Phase: store.PhaseOutcome, IntentID: in.ID, Result: store.ResultOK})
+		_, err = r.e.cfg.Store.RecordStep(mctx, store.Step{Phase: store.PhaseOutcome, IntentID: in.ID, Result: store.ResultOK,
+			Detail: mustJSON(&markOutcome{outcomeBase{V: recordVersion}})})
 	}
 	if err != nil {
 		r.log.Warn("step not recorded", "step", name, "err", err)
 	}
+}
+
+// coverage judges a wait whose controller died: watched when a landing
+// endpoint answered on the shared store from the kick until now.
+func (r *nodeRun) coverage(ctx context.Context, kickAt time.Time) (watched string, unwatched bool) {
+	if r.e.cfg.EndpointCoverage == nil {
+		return "unknown: no endpoint record; treated as unwatched", true
+	}
+	ok, err := r.e.cfg.EndpointCoverage(ctx, kickAt, time.Now())
+	switch {
+	case err != nil:
+		return "unknown: " + err.Error() + "; treated as unwatched", true
+	case ok:
+		return "a landing endpoint answered all the while", false
+	}
+	return "no landing endpoint answered for part of the time", true
 }
 
 // precheck checks, read-only, everything the node's paths need: the BMC
@@ -469,14 +523,14 @@ func (r *nodeRun) mark(ctx context.Context, name string, detail map[string]any) 
 // the running OS is the inventory's node (boot id recorded). It changes
 // nothing.
 func (r *nodeRun) precheck(ctx context.Context) error {
-	intent := map[string]any{"playbook": r.pb.Name, "paths": r.pb.Paths}
-	return r.step(ctx, StepPrecheck, intent, func() (map[string]any, string, error) {
-		actx, cancel := actCtx(ctx, r.pb.Timeouts.Precheck)
+	intent := &precheckIntent{V: recordVersion, Playbook: r.pb.Name, Paths: r.pb.Paths}
+	return r.step(ctx, StepPrecheck, intent, func() (outcome, string, error) {
+		actx, cancel := context.WithTimeout(ctx, r.pb.Timeouts.Precheck)
 		defer cancel()
-		d := map[string]any{}
+		d := &precheckOutcome{}
 		r.cannot = map[playbooks.Path]string{}
 		if r.n.BMC.Address == "" {
-			d["bmc"] = "none in the inventory"
+			d.BMC = "none in the inventory"
 			r.cannot[playbooks.PathOOB] = "no BMC address in the inventory"
 		} else {
 			c, err := r.e.cfg.OpenBMC(actx, r.n)
@@ -491,13 +545,13 @@ func (r *nodeRun) precheck(ctx context.Context) error {
 			if ps != bmc.PowerOn && ps != bmc.PowerOff {
 				return d, "", fail(ReasonPowerUnknown, StepPrecheck, fmt.Errorf("the BMC reports power %q", ps), nil)
 			}
-			d["bmc"] = c.Protocol()
-			d["power"] = ps
+			d.BMC = c.Protocol()
+			d.Power = ps
 			r.bmcOK = true
 		}
 
 		if r.n.SSH.Address == "" {
-			d["ssh"] = "none in the inventory"
+			d.SSH = "none in the inventory"
 			r.sshWhy = "no SSH address in the inventory"
 			r.cannot[playbooks.PathInband] = r.sshWhy
 			if !r.pb.Uses(playbooks.PathOOB) {
@@ -514,7 +568,7 @@ func (r *nodeRun) precheck(ctx context.Context) error {
 		for _, q := range quirks {
 			if q.Quirk == store.QuirkIgnoresOOBPXE {
 				r.inbandQ = true
-				d["quirk"] = q.Quirk + " (learned in run " + strconv.FormatInt(q.RunID, 10) + "): in-band first"
+				d.Quirk = q.Quirk + " (learned in run " + strconv.FormatInt(q.RunID, 10) + "): in-band first"
 			}
 		}
 		if model := r.n.Labels[ModelLabel]; model != "" && !r.inbandQ {
@@ -522,13 +576,13 @@ func (r *nodeRun) precheck(ctx context.Context) error {
 				for _, q := range mq {
 					if q.Quirk == store.QuirkIgnoresOOBPXE && q.Node != r.n.Name {
 						r.rep.Proposal = fmt.Sprintf("model %s ignores the out-of-band PXE override (learned on %s): consider playbook hp-dl360-g7 for it", model, q.Node)
-						d["proposal"] = r.rep.Proposal
+						d.Proposal = r.rep.Proposal
 						break
 					}
 				}
 			}
 		}
-		d["order"] = r.order()
+		d.Order = r.order()
 		if r.nextPath("") == "" {
 			return d, "", r.noPath()
 		}
@@ -538,10 +592,10 @@ func (r *nodeRun) precheck(ctx context.Context) error {
 
 // precheckSSH connects and identifies the running OS: a mismatch stops the
 // node before any BMC write.
-func (r *nodeRun) precheckSSH(ctx context.Context, d map[string]any) error {
+func (r *nodeRun) precheckSSH(ctx context.Context, d *precheckOutcome) error {
 	conn, err := r.e.cfg.DialSSH(ctx, r.n)
 	if err != nil {
-		d["ssh"] = "unreachable: " + err.Error()
+		d.SSH = "unreachable: " + err.Error()
 		r.sshWhy = "SSH unreachable at precheck: " + err.Error()
 		r.cannot[playbooks.PathInband] = r.sshWhy
 		if !r.pb.Uses(playbooks.PathOOB) || !r.bmcOK {
@@ -562,10 +616,10 @@ func (r *nodeRun) precheckSSH(ctx context.Context, d map[string]any) error {
 		}
 		return fail(ReasonIdentifyFailed, StepPrecheck, err, nil)
 	}
-	d["ssh"] = "ok"
-	d["boot_id"] = rep.Identity.BootID
-	d["firmware"] = rep.Identity.Firmware
-	d["identity"] = identitySummary(rep.Check)
+	d.SSH = "ok"
+	d.BootID = rep.Identity.BootID
+	d.Firmware = rep.Identity.Firmware
+	d.Identity = identitySummary(rep.Check)
 	r.baseline = rep.Identity.BootID
 	return nil
 }
@@ -665,18 +719,18 @@ func (r *nodeRun) preHooks(ctx context.Context) error {
 		return nil
 	}
 	r.preRan = true
-	return r.step(ctx, StepPreHooks, map[string]any{"hooks": hookNames(r.pb.PreHooks)}, func() (map[string]any, string, error) {
+	return r.step(ctx, StepPreHooks, &hooksIntent{V: recordVersion, Hooks: hookNames(r.pb.PreHooks)}, func() (outcome, string, error) {
 		env := r.hookEnv()
-		var results []playbooks.HookResult
+		out := &hooksOutcome{}
 		for _, h := range r.pb.PreHooks {
 			res, err := playbooks.RunHook(context.WithoutCancel(ctx), h, env, r.log)
-			results = append(results, res)
+			out.Hooks = append(out.Hooks, res)
 			if err != nil {
-				return map[string]any{"hooks": results}, "", fail(ReasonPreHook, StepPreHooks, err, nil)
+				return out, "", fail(ReasonPreHook, StepPreHooks, err, nil)
 			}
 		}
 		r.preOK = true
-		return map[string]any{"hooks": results}, "", nil
+		return out, "", nil
 	})
 }
 
@@ -690,22 +744,19 @@ func (r *nodeRun) postHooks(ctx context.Context, result, reason string) {
 	env.Result, env.Reason = result, reason
 	// Post-hooks run even after Ctrl-C of the run: they undo pre-hooks.
 	pctx := context.WithoutCancel(ctx)
-	_ = r.step(pctx, StepPostHooks, map[string]any{"hooks": hookNames(r.pb.PostHooks), "result": result}, func() (map[string]any, string, error) {
-		var results []playbooks.HookResult
-		var failed []string
+	_ = r.step(pctx, StepPostHooks, &hooksIntent{V: recordVersion, Hooks: hookNames(r.pb.PostHooks), Result: result}, func() (outcome, string, error) {
+		out := &hooksOutcome{}
 		for _, h := range r.pb.PostHooks {
 			res, err := playbooks.RunHook(pctx, h, env, r.log)
-			results = append(results, res)
+			out.Hooks = append(out.Hooks, res)
 			if err != nil {
-				failed = append(failed, err.Error())
+				out.Warnings = append(out.Warnings, err.Error())
 			}
 		}
-		d := map[string]any{"hooks": results}
-		if len(failed) > 0 {
-			d["warnings"] = failed
-			return d, store.ResultFailed, nil
+		if len(out.Warnings) > 0 {
+			return out, store.ResultFailed, nil
 		}
-		return d, "", nil
+		return out, "", nil
 	})
 }
 
@@ -726,14 +777,14 @@ func hookNames(hs []playbooks.Hook) []string {
 // learnQuirk records that the board ignored the out-of-band override, for
 // the node (the next run goes in-band first) and its model (proposed).
 func (r *nodeRun) learnQuirk(ctx context.Context, v *verdict) {
-	if b, _ := v.evidence["boot_id_before"].(string); b == "" {
+	if v.evidence.BootIDBefore == "" {
 		// Without a baseline boot id the evidence is too weak to learn from.
 		return
 	}
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	q := store.Quirk{Node: r.n.Name, Model: r.n.Labels[ModelLabel], Quirk: store.QuirkIgnoresOOBPXE,
-		Evidence: mustJSON(v.evidence), RunID: r.job.RunID}
+		Evidence: mustJSON(&v.evidence), RunID: r.job.RunID}
 	if err := r.e.cfg.Store.LearnQuirk(lctx, q); err != nil {
 		r.log.Warn("quirk not recorded", "quirk", q.Quirk, "err", err)
 		return
@@ -761,10 +812,13 @@ func (r *nodeRun) finish(ctx, nctx context.Context, runErr error) {
 	case errors.Is(runErr, errLeaseLost):
 		r.log.Warn("lease lost: another controller continues the node's job")
 		return
+	case errors.Is(runErr, errCrashed):
+		r.log.Warn("stopped dead at a test crash point: nothing more recorded")
+		return
 	case errors.Is(runErr, errHandover):
 		// Hand over at this step boundary: a new generation on the shared
 		// queue, continued by another controller from the step record.
-		r.mark(sctx, StepHandedOver, map[string]any{"at_step": r.lastStep, "controller": r.w.id})
+		r.mark(sctx, StepHandedOver, markRecord{AtStep: r.lastStep, Controller: r.w.id})
 		if j, err := r.w.q.Release(sctx, r.job.ID, r.owner); err != nil {
 			r.log.Warn("the job could not be handed over; its lease expires and another controller takes it over", "err", err)
 		} else {
@@ -780,7 +834,7 @@ func (r *nodeRun) finish(ctx, nctx context.Context, runErr error) {
 		// Recorded in the step record: while the job is not active the
 		// landing endpoint sends the node to its disk, which a resumed
 		// wait must not take for an ignored override.
-		r.mark(ctx, StepInterrupted, map[string]any{"at_step": r.lastStep})
+		r.mark(ctx, StepInterrupted, markRecord{AtStep: r.lastStep})
 		f.State = store.JobInterrupted
 		if r.kicked {
 			// The node was made to boot: the landing endpoint holds it in

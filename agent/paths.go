@@ -2,9 +2,9 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"strings"
 	"time"
@@ -24,19 +24,45 @@ const (
 	ActionPowerPrefix     = "power "
 )
 
-// audited records the intent of a BMC write in the audit log, runs it and
-// records the outcome. The act does not run when the intent cannot be
-// recorded.
-func (r *nodeRun) audited(action string, detail map[string]any, act func() (map[string]any, error)) error {
+// errIntentNotRecorded: the audit log could not record an intent, so the
+// act did not run.
+var errIntentNotRecorded = errors.New("intent not recorded: the act was not attempted")
+
+// audited runs an act on the node through the audit log: the lease is
+// checked right before the intent (fencing: a controller that lost its
+// lease stops at once), the intent is synced before the act, the outcome
+// recorded after. The act does not run when the lease is lost or the
+// intent cannot be recorded.
+func (r *nodeRun) audited(ctx context.Context, action string, detail map[string]any, act func(context.Context) (map[string]any, error)) error {
+	if err := r.fence(ctx); err != nil {
+		return err
+	}
 	p, err := r.e.cfg.Audit.Intent(r.n.Name, action, detail)
 	if err != nil {
-		return fmt.Errorf("node %s: %s not attempted: %w", r.n.Name, action, err)
+		return fmt.Errorf("node %s: %s: %w: %w", r.n.Name, action, errIntentNotRecorded, err)
 	}
-	out, actErr := act()
+	out, actErr := act(ctx)
 	if aerr := p.Done(actErr, out); aerr != nil {
 		r.log.Error("audit outcome not recorded", "action", action, "err", aerr)
 	}
 	return actErr
+}
+
+// fence checks, right before a destructive intent, that this worker still
+// holds the job's lease (and extends it): a controller that lost it stops
+// at once, whatever it was about to do.
+func (r *nodeRun) fence(ctx context.Context) error {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.e.cfg.LeaseTTL/3)
+	defer cancel()
+	err := r.e.cfg.Store.RenewLease(fctx, r.job.ID, r.owner, r.e.cfg.LeaseTTL)
+	switch {
+	case errors.Is(err, store.ErrLeaseLost), errors.Is(err, store.ErrNotActive):
+		r.log.Warn("fencing: the lease is lost; nothing more is done to the node", "err", err)
+		return errLeaseLost
+	case err != nil:
+		return fmt.Errorf("fencing: lease check: %w", err)
+	}
+	return nil
 }
 
 // bmcMode maps a playbook boot mode to the BMC's.
@@ -48,7 +74,7 @@ func bmcMode(m playbooks.BootMode) bmc.BootMode {
 }
 
 // oob is the out-of-band path: a one-time PXE override, read back, then
-// the power action.
+// the power action, in one BMC session.
 func (r *nodeRun) oob(ctx context.Context) (*kick, error) {
 	if r.n.BMC.Address == "" {
 		return nil, cannot("no BMC address in the inventory")
@@ -60,63 +86,90 @@ func (r *nodeRun) oob(ctx context.Context) (*kick, error) {
 		}
 	}()
 	want := bmc.BootOverride{Device: bmc.BootPXE, Mode: bmcMode(r.pb.BootModeFor(r.n.Boot.Mode))}
-	err := r.step(ctx, StepOOBBoot, map[string]any{"override": want}, func() (map[string]any, string, error) {
+	err := r.step(ctx, StepOOBBoot, &oobBootIntent{V: recordVersion, Override: want}, func() (outcome, string, error) {
 		actx, cancel := actCtx(ctx, r.pb.Timeouts.OOBBoot)
 		defer cancel()
+		out := &oobBootOutcome{}
 		var err error
 		c, err = r.e.cfg.OpenBMC(actx, r.n)
 		if err != nil {
-			return nil, "", cannot("the BMC cannot be reached: %v", err)
+			return out, "", cannot("the BMC cannot be reached: %v", err)
 		}
-		d := map[string]any{"protocol": c.Protocol()}
-		err = r.audited(ActionSetBootOverride, map[string]any{"bmc": r.n.BMC.Address, "protocol": c.Protocol(),
+		out.Protocol = c.Protocol()
+		err = r.audited(actx, ActionSetBootOverride, map[string]any{"bmc": r.n.BMC.Address, "protocol": c.Protocol(),
 			"device": want.Device, "persistent": want.Persistent, "mode": want.Mode, "job": r.job.ID},
-			func() (map[string]any, error) {
+			func(actx context.Context) (map[string]any, error) {
 				res, err := c.SetBootOverride(actx, want)
-				d["verified"], d["read_back"] = res.Verified, res.ReadBack
-				if len(res.Warnings) > 0 {
-					d["warnings"] = res.Warnings
-				}
+				out.Verified, out.ReadBack, out.Warnings = res.Verified, &res.ReadBack, res.Warnings
 				return map[string]any{"verified": res.Verified, "read_back": res.ReadBack, "warnings": res.Warnings}, err
 			})
-		if err != nil {
-			return d, "", cannot("the BMC did not take the boot override: %v", err)
+		switch {
+		case errors.Is(err, errLeaseLost), errors.Is(err, errIntentNotRecorded):
+			return out, "", err
+		case err != nil:
+			return out, "", cannot("the BMC did not take the boot override: %v", err)
 		}
-		return d, "", nil
+		return out, "", nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	var at time.Time
-	err = r.step(ctx, StepPower, map[string]any{"power_action": r.pb.PowerAction}, func() (map[string]any, string, error) {
+	err = r.step(ctx, StepPower, &powerIntent{V: recordVersion, PowerAction: r.pb.PowerAction}, func() (outcome, string, error) {
 		actx, cancel := actCtx(ctx, r.pb.Timeouts.Power)
 		defer cancel()
-		ps, err := c.PowerState(actx)
-		if err != nil {
-			return nil, "", cannot("power state: %v", err)
-		}
-		d := map[string]any{"power_before": ps}
-		action := string(r.pb.PowerAction)
-		if ps == bmc.PowerOff {
-			action = string(bmc.ActionOn)
-		}
-		d["action"] = action
-		err = r.audited(ActionPowerPrefix+action, map[string]any{"bmc": r.n.BMC.Address, "protocol": c.Protocol(), "job": r.job.ID},
-			func() (map[string]any, error) { return nil, r.power(actx, c, action) })
+		out := &powerOutcome{}
+		r.armLanding(actx)
+		action, err := r.powerKick(actx, c, string(r.pb.PowerAction), "")
+		out.Action = action
 		switch {
 		case errors.Is(err, bmc.ErrPowerOutcomeUnknown):
 			// It may have happened: never repeat it; the landing decides.
-			d["outcome"] = "unknown: " + err.Error()
+			out.Unknown = err.Error()
+		case errors.Is(err, errLeaseLost), errors.Is(err, errIntentNotRecorded):
+			return out, "", err
 		case err != nil:
-			return d, "", cannot("the BMC did not carry out the power action: %v", err)
+			return out, "", cannot("the BMC did not carry out the power action: %v", err)
 		}
 		at = time.Now()
-		return d, "", nil
+		return out, "", nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &kick{path: playbooks.PathOOB, at: at, bootID: r.baseline}, nil
+}
+
+// armLanding opens the job's landing right before the act that makes the
+// node boot: a landing seen before it is not this job's (docs/security.md).
+func (r *nodeRun) armLanding(ctx context.Context) {
+	if r.e.cfg.ArmLanding == nil {
+		return
+	}
+	if err := r.e.cfg.ArmLanding(ctx, r.job.ID, r.owner); err != nil {
+		r.log.Warn("landing not armed", "err", err)
+	}
+}
+
+// powerKick carries out a power action that makes the node boot: the
+// playbook's action (cycle, reset, off-on), or on for a node that is off;
+// audited and fenced. It returns the action carried out.
+func (r *nodeRun) powerKick(ctx context.Context, c bmc.Client, want string, why string) (string, error) {
+	ps, err := c.PowerState(ctx)
+	if err != nil {
+		return want, fmt.Errorf("power state: %w", err)
+	}
+	action := want
+	if ps == bmc.PowerOff {
+		action = string(bmc.ActionOn)
+	}
+	detail := map[string]any{"bmc": r.n.BMC.Address, "protocol": c.Protocol(), "job": r.job.ID, "power_before": ps}
+	if why != "" {
+		detail["why"] = why
+	}
+	err = r.audited(ctx, ActionPowerPrefix+action, detail,
+		func(ctx context.Context) (map[string]any, error) { return nil, r.power(ctx, c, action) })
+	return action, err
 }
 
 // power carries out a power action: on, cycle, reset, or off-on (off,
@@ -174,18 +227,21 @@ func (r *nodeRun) inband(ctx context.Context) (*kick, error) {
 
 	var res *inband.Result
 	var at time.Time
-	intent := map[string]any{"saved_file": saved, "boot_id": r.baseline, "escalated": r.escalated,
-		"unit":        "identify, resolve-disk, save, wipe-boot-sector, next-boot, reboot",
-		"wipe_policy": r.pb.Wipe}
-	err = r.step(ctx, StepInband, intent, func() (map[string]any, string, error) {
+	intent := &inbandIntent{V: recordVersion, SavedFile: saved, BootID: r.baseline, Escalated: r.escalated,
+		Unit: "identify, resolve-disk, save, wipe-boot-sector, next-boot, reboot", WipePolicy: r.pb.Wipe}
+	err = r.step(ctx, StepInband, intent, func() (outcome, string, error) {
+		if err := r.fence(ctx); err != nil {
+			return &inbandOutcome{}, "", err
+		}
+		r.armLanding(ctx)
 		actx, cancel := actCtx(ctx, r.pb.Timeouts.Inband+r.pb.Timeouts.Reboot)
 		defer cancel()
 		var err error
 		res, err = sess.Reinstall(actx)
-		d := inbandDetail(res)
+		out := inbandOutcomeOf(res)
 		if err == nil {
 			at = time.Now()
-			return d, "", nil
+			return out, "", nil
 		}
 		var ir *inband.IdentifyReport
 		if res != nil {
@@ -193,15 +249,15 @@ func (r *nodeRun) inband(ctx context.Context) (*kick, error) {
 		}
 		if f := identityFailure(err, ir); f != nil {
 			f.Step = StepInband
-			return d, "", f
+			return out, "", f
 		}
 		switch {
 		case errors.Is(err, steps.ErrDiskRefused):
-			return d, "", fail(ReasonDiskRefused, StepInband, err, d)
+			return out, "", fail(ReasonDiskRefused, StepInband, err, evidenceOf(out))
 		case res == nil || (res.Identity == nil && errors.Is(err, sshx.ErrConnectionLost)):
-			return d, "", cannot("SSH dropped before anything was done: %v", err)
+			return out, "", cannot("SSH dropped before anything was done: %v", err)
 		}
-		return d, "", fail(ReasonInbandFailed, StepInband, err, d)
+		return out, "", fail(ReasonInbandFailed, StepInband, err, evidenceOf(out))
 	})
 	if err != nil {
 		return nil, err
@@ -224,41 +280,45 @@ func keepEarlierSave(path string) {
 	}
 }
 
-func inbandDetail(res *inband.Result) map[string]any {
-	d := map[string]any{}
+func inbandOutcomeOf(res *inband.Result) *inbandOutcome {
+	out := &inbandOutcome{}
 	if res == nil {
-		return d
+		return out
 	}
-	d["mode"] = res.Mode
+	out.Mode = res.Mode
 	if res.Identity != nil && res.Identity.Check != nil {
-		d["identity"] = identitySummary(res.Identity.Check)
+		out.Identity = identitySummary(res.Identity.Check)
 	}
 	if res.Disk != nil {
-		d["disk"] = res.Disk.Path
+		out.Disk = res.Disk.Path
 	}
 	if res.Wipe != nil {
-		d["partition_table"] = res.Wipe.Table
-		d["bytes_zeroed"] = res.Wipe.BytesZeroed
-		d["wipe_verified"] = res.Wipe.Verified
+		out.PartitionTable = res.Wipe.Table
+		out.BytesZeroed = res.Wipe.BytesZeroed
+		out.WipeVerified = res.Wipe.Verified
 	}
 	if res.NextBoot != nil {
-		d["next_boot_mode"] = res.NextBoot.Mode
+		out.NextBootMode = res.NextBoot.Mode
 		if res.NextBoot.EFI != nil {
-			d["boot_next"] = res.NextBoot.EFI.BootNext
+			out.BootNext = res.NextBoot.EFI.BootNext
 		}
 	}
-	if res.SavedFile != "" {
-		d["saved_file"] = res.SavedFile
-	}
-	d["boot_id_before"] = res.BootIDBefore
-	d["link_dropped"] = res.LinkDropped
+	out.SavedFile = res.SavedFile
+	out.BootIDBefore = res.BootIDBefore
+	out.LinkDropped = res.LinkDropped
 	if res.Restored != nil {
-		d["restored"] = res.Restored.Before
+		out.Restored = res.Restored.Before
 	}
-	if res.Interrupted {
-		d["interrupted_during_unit"] = true
-	}
-	return d
+	out.CutInUnit = res.Interrupted
+	return out
+}
+
+// evidenceOf is a typed record as the map a failure's evidence is.
+func evidenceOf(v any) map[string]any {
+	var m map[string]any
+	_ = json.Unmarshal(mustJSON(v), &m)
+	delete(m, "v")
+	return m
 }
 
 // recordSectors records the saved boot sector in the store (for reprov
@@ -288,19 +348,18 @@ func (r *nodeRun) recordSectors(ctx context.Context, res *inband.Result) {
 func (r *nodeRun) wait(ctx context.Context, k *kick) (*verdict, error) {
 	deadline := k.at.Add(r.pb.Timeouts.WaitLanding)
 	var v *verdict
-	intent := map[string]any{"path": k.path, "since": k.at.UTC(), "deadline": deadline.UTC(), "boot_id_before": k.bootID}
-	err := r.step(ctx, StepWaitLanding, intent, func() (map[string]any, string, error) {
+	intent := &waitIntent{V: recordVersion, Path: k.path, Since: k.at.UTC(), Deadline: deadline.UTC(), BootIDBefore: k.bootID}
+	err := r.step(ctx, StepWaitLanding, intent, func() (outcome, string, error) {
 		var err error
 		v, err = r.waitLoop(ctx, k, deadline)
 		if err != nil {
-			return nil, store.ResultFailed, err
+			return &waitOutcome{}, store.ResultFailed, err
 		}
-		d := maps.Clone(v.evidence)
-		d["verdict"] = v.kind
+		out := &waitOutcome{Verdict: v.kind, waitEvidence: v.evidence}
 		if v.kind == VerdictLanded {
-			return d, store.ResultOK, nil
+			return out, store.ResultOK, nil
 		}
-		return d, store.ResultFailed, nil
+		return out, store.ResultFailed, nil
 	})
 	if err != nil {
 		return nil, err
@@ -314,7 +373,7 @@ func (r *nodeRun) wait(ctx context.Context, k *kick) (*verdict, error) {
 // back with a new boot id (the board ignored the override), until the
 // deadline.
 func (r *nodeRun) waitLoop(ctx context.Context, k *kick, deadline time.Time) (*verdict, error) {
-	ev := map[string]any{"path": string(k.path), "boot_id_before": k.bootID}
+	ev := waitEvidence{Path: string(k.path), BootIDBefore: k.bootID, Watched: k.watched}
 	poll := time.NewTicker(r.e.cfg.PollInterval)
 	defer poll.Stop()
 	nextProbe := time.Now().Add(min(r.e.cfg.ProbeInterval, 2*time.Second))
@@ -324,8 +383,9 @@ func (r *nodeRun) waitLoop(ctx context.Context, k *kick, deadline time.Time) (*v
 		job, err := r.e.cfg.Store.NodeJob(ctx, r.job.ID)
 		if err == nil {
 			if job.LandingSource.Proof() {
-				ev["landing"] = job.LandingSource
-				ev["landed_at"] = job.LandedAt
+				ev.Landing = string(job.LandingSource)
+				at := job.LandedAt
+				ev.LandedAt = &at
 				r.rep.Landing = job.LandingSource
 				return &verdict{kind: VerdictLanded, evidence: ev}, nil
 			}
@@ -343,37 +403,35 @@ func (r *nodeRun) waitLoop(ctx context.Context, k *kick, deadline time.Time) (*v
 		if !now.Before(nextProbe) {
 			nextProbe = now.Add(r.e.cfg.ProbeInterval)
 			if k.path == playbooks.PathOOB && r.n.BMC.Address != "" && !consumed {
-				consumed = r.probeOverride(ctx, ev)
+				consumed = r.probeOverride(ctx, &ev)
 			}
 			if r.n.SSH.Address != "" {
 				id, err := r.probeBootID(ctx)
 				switch {
 				case err != nil:
-					ev["ssh"] = "no answer"
+					ev.SSH = "no answer"
 				case id == "":
-					ev["ssh"] = "answered without a boot id"
-				case id != k.bootID && k.path == playbooks.PathOOB:
-					ev["ssh"] = "answered"
-					ev["boot_id_now"] = id
-					if k.bootID == "" {
-						ev["baseline"] = "none: SSH did not answer at precheck"
-					}
-					ev["override_consumed"] = consumed
-					return &verdict{kind: VerdictOldOS, evidence: ev}, nil
+					ev.SSH = "answered without a boot id"
 				case id != k.bootID:
-					ev["ssh"] = "answered"
-					ev["boot_id_now"] = id
+					ev.SSH = "answered"
+					ev.BootIDNow = id
+					if k.path == playbooks.PathOOB {
+						if k.bootID == "" {
+							ev.Baseline = "none: SSH did not answer at precheck"
+						}
+						ev.OverrideConsumed = consumed
+					}
 					return &verdict{kind: VerdictOldOS, evidence: ev}, nil
 				case k.path == playbooks.PathInband && now.After(rebootBy):
-					ev["ssh"] = "answered with the same boot id"
+					ev.SSH = "answered with the same boot id"
 					return &verdict{kind: VerdictNoReboot, evidence: ev}, nil
 				default:
-					ev["ssh"] = "answered with the same boot id"
+					ev.SSH = "answered with the same boot id"
 				}
 			}
 		}
 		if now.After(deadline) {
-			ev["override_consumed"] = consumed
+			ev.OverrideConsumed = consumed
 			return &verdict{kind: VerdictTimeout, evidence: ev}, nil
 		}
 		select {
@@ -387,21 +445,21 @@ func (r *nodeRun) waitLoop(ctx context.Context, k *kick, deadline time.Time) (*v
 // probeOverride reads the BMC's boot override; a consumed one (no longer
 // PXE) is recorded as BMC evidence of a network boot — evidence, not
 // proof: boards that ignore the override consume it too.
-func (r *nodeRun) probeOverride(ctx context.Context, ev map[string]any) bool {
+func (r *nodeRun) probeOverride(ctx context.Context, ev *waitEvidence) bool {
 	pctx, cancel := context.WithTimeout(ctx, r.e.cfg.ProbeTimeout)
 	defer cancel()
 	c, err := r.e.cfg.OpenBMC(pctx, r.n)
 	if err != nil {
-		ev["bmc"] = "no answer: " + err.Error()
+		ev.BMC = "no answer: " + err.Error()
 		return false
 	}
 	defer r.closeBMC(ctx, c)
 	o, err := c.BootOverride(pctx)
 	if err != nil {
-		ev["bmc"] = "override unreadable: " + err.Error()
+		ev.BMC = "override unreadable: " + err.Error()
 		return false
 	}
-	ev["bmc_override"] = o
+	ev.BMCOverride = &o
 	if o.Device == bmc.BootPXE {
 		return false
 	}

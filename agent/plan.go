@@ -281,23 +281,16 @@ func (e *Engine) planSteps(n inventory.Node, pb *playbooks.Playbook, p *NodePlan
 				when += ", or the board is caught ignoring the override (escalate)"
 			}
 		}
-		switch path {
-		case playbooks.PathOOB:
-			if n.BMC.Address == "" {
-				continue
-			}
-			out = append(out, oobPlanSteps(n, pb, protocol, when)...)
-		case playbooks.PathInband:
-			if n.SSH.Address == "" {
-				continue
-			}
-			if ip != nil {
-				for _, s := range ip.Steps {
-					out = append(out, PlanStep{Path: string(playbooks.PathInband), Step: s.Step, When: when, Destructive: s.Destructive, What: s.What, Commands: s.Commands})
-				}
+		if (path == playbooks.PathOOB && n.BMC.Address == "") || (path == playbooks.PathInband && n.SSH.Address == "") {
+			continue
+		}
+		pc := &planContext{e: e, n: n, ip: ip, p: p, pb: pb, protocol: protocol, landingURL: landingURL, path: path, when: when}
+		// The path's own steps, then the wait: as the step table declares them.
+		for _, spec := range stepTable() {
+			if spec.plan != nil && (spec.path == path || (spec.path == "" && spec.name == StepWaitLanding)) {
+				out = append(out, spec.plan(pc)...)
 			}
 		}
-		out = append(out, waitPlanStep(n, pb, path, when, landingURL))
 		first = false
 	}
 	if len(pb.PostHooks) > 0 {
@@ -306,15 +299,15 @@ func (e *Engine) planSteps(n inventory.Node, pb *playbooks.Playbook, p *NodePlan
 	return out
 }
 
-// oobPlanSteps are the out-of-band steps with equivalent commands.
-func oobPlanSteps(n inventory.Node, pb *playbooks.Playbook, protocol, when string) []PlanStep {
+// oobCommands are the commands equivalent to the out-of-band steps: the
+// override (set, read back) and the power action.
+func oobCommands(n inventory.Node, pb *playbooks.Playbook, protocol string) (set, pow []string) {
 	mode := bmcMode(pb.BootModeFor(n.Boot.Mode))
 	addr, _ := inventory.ParseBMCAddress(n.BMC.Address)
 	user := n.BMC.Username
 	if user == "" {
 		user = "USER"
 	}
-	var set, pow []string
 	action := string(pb.PowerAction)
 	if protocol == "redfish" {
 		sys := "https://" + hostPort(addr.Host, addr.Port) + addr.Path
@@ -328,30 +321,59 @@ func oobPlanSteps(n inventory.Node, pb *playbooks.Playbook, protocol, when strin
 		set = []string{"GET " + sys + "   # ETag", "PATCH " + sys + " (If-Match: ETag) " + body, "GET " + sys + "   # read back Boot"}
 		reset := map[string]string{"cycle": "PowerCycle (else ForceRestart, from the allowed values)", "reset": "ForceRestart", "off-on": "ForceOff, then On"}[action]
 		pow = []string{"GET " + sys + "   # PowerState; off: ResetType On", "POST " + sys + "/Actions/ComputerSystem.Reset {\"ResetType\": " + reset + "}"}
-	} else {
-		base := fmt.Sprintf("ipmitool -I lanplus -H %s -p %d -U %s -E", addr.Host, portOr(addr.Port, 623), user)
-		flags := "0x80"
-		if mode == bmc.BootModeUEFI {
-			flags = "0xa0"
-		}
-		if n.BMC.Options.BootFlagTimeout != "keep" {
-			set = append(set, base+" raw 0x00 0x08 0x03 0x08   # disable the 60 s boot-flag timer")
-		}
-		set = append(set, base+" raw 0x00 0x08 0x05 "+flags+" 0x04 0x00 0x00 0x00   # valid, next boot only, force PXE, "+string(mode),
-			base+" chassis bootparam get 5   # read back")
-		cmd := map[string]string{"cycle": "chassis power cycle", "reset": "chassis power reset", "off-on": "chassis power off; (wait for off); chassis power on"}[action]
-		pow = []string{base + " chassis power status   # off: chassis power on", base + " " + cmd}
-		if protocol == "" {
-			set = append([]string{"# protocol detected at run time: Redfish if a service root answers over HTTPS, else IPMI (shown)"}, set...)
-		}
+		return set, pow
 	}
-	return []PlanStep{
-		{Path: string(playbooks.PathOOB), Step: StepOOBBoot, When: when, What: fmt.Sprintf("one-time PXE boot override (%s) through the BMC, read back; timeout %s", mode, pb.Timeouts.OOBBoot), Commands: set},
-		{Path: string(playbooks.PathOOB), Step: StepPower, When: when, What: fmt.Sprintf("power %s (power on if off); timeout %s", action, pb.Timeouts.Power), Commands: pow},
+	base := fmt.Sprintf("ipmitool -I lanplus -H %s -p %d -U %s -E", addr.Host, portOr(addr.Port, 623), user)
+	flags := "0x80"
+	if mode == bmc.BootModeUEFI {
+		flags = "0xa0"
 	}
+	if n.BMC.Options.BootFlagTimeout != "keep" {
+		set = append(set, base+" raw 0x00 0x08 0x03 0x08   # disable the 60 s boot-flag timer")
+	}
+	set = append(set, base+" raw 0x00 0x08 0x05 "+flags+" 0x04 0x00 0x00 0x00   # valid, next boot only, force PXE, "+string(mode),
+		base+" chassis bootparam get 5   # read back")
+	cmd := map[string]string{"cycle": "chassis power cycle", "reset": "chassis power reset", "off-on": "chassis power off; (wait for off); chassis power on"}[action]
+	pow = []string{base + " chassis power status   # off: chassis power on", base + " " + cmd}
+	if protocol == "" {
+		set = append([]string{"# protocol detected at run time: Redfish if a service root answers over HTTPS, else IPMI (shown)"}, set...)
+	}
+	return set, pow
 }
 
-func waitPlanStep(n inventory.Node, pb *playbooks.Playbook, path playbooks.Path, when, landingURL string) PlanStep {
+// planOOBBoot describes the override step (the step table's plan).
+func planOOBBoot(pc *planContext) []PlanStep {
+	set, _ := oobCommands(pc.n, pc.pb, pc.protocol)
+	mode := bmcMode(pc.pb.BootModeFor(pc.n.Boot.Mode))
+	return []PlanStep{{Path: string(playbooks.PathOOB), Step: StepOOBBoot, When: pc.when,
+		What: fmt.Sprintf("one-time PXE boot override (%s) through the BMC, read back; timeout %s", mode, pc.pb.Timeouts.OOBBoot), Commands: set}}
+}
+
+// planPower describes the power step (the step table's plan).
+func planPower(pc *planContext) []PlanStep {
+	_, pow := oobCommands(pc.n, pc.pb, pc.protocol)
+	return []PlanStep{{Path: string(playbooks.PathOOB), Step: StepPower, When: pc.when,
+		What: fmt.Sprintf("power %s (power on if off); timeout %s", pc.pb.PowerAction, pc.pb.Timeouts.Power), Commands: pow}}
+}
+
+// planInband describes the in-band unit from the node's own plan (the
+// step table's plan).
+func planInband(pc *planContext) []PlanStep {
+	if pc.ip == nil {
+		return nil
+	}
+	out := make([]PlanStep, 0, len(pc.ip.Steps))
+	for _, s := range pc.ip.Steps {
+		out = append(out, PlanStep{Path: string(playbooks.PathInband), Step: s.Step, When: pc.when, Destructive: s.Destructive, What: s.What, Commands: s.Commands})
+	}
+	return out
+}
+
+// planWait describes the wait for landing after a path (the step table's
+// plan).
+func planWait(pc *planContext) []PlanStep {
+	n, pb, path := pc.n, pc.pb, pc.path
+	landingURL := pc.landingURL
 	if landingURL == "" {
 		landingURL = "<landing.url>"
 	}
@@ -368,7 +390,7 @@ func waitPlanStep(n inventory.Node, pb *playbooks.Playbook, path playbooks.Path,
 	} else {
 		what += fmt.Sprintf("; the old OS must go down within %s", pb.Timeouts.Reboot)
 	}
-	return PlanStep{Path: string(path), Step: StepWaitLanding, When: when, What: what}
+	return []PlanStep{{Path: string(path), Step: StepWaitLanding, When: pc.when, What: what}}
 }
 
 func hostPort(h string, port int) string {

@@ -39,6 +39,7 @@ const (
 	ReasonBusy               = "busy"
 	ReasonFailureBudget      = "not started: failure budget exhausted"
 	ReasonInterruptedInStart = "interrupted before start"
+	ReasonCorruptRecord      = "step record unreadable"
 )
 
 // Reasons lists every failure reason the engine can report, for the docs
@@ -50,7 +51,7 @@ func Reasons() []string {
 		ReasonPreHook, ReasonNoPath, ReasonIgnoredOverride, ReasonOldOSAfterInband, ReasonNoReboot,
 		ReasonInbandFailed, ReasonDiskRefused, ReasonDidNotLand, ReasonNodeTimeout, ReasonCancelled,
 		ReasonInterrupted, ReasonLeaseLost, ReasonStore, ReasonInternal, ReasonBusy,
-		ReasonFailureBudget, ReasonInterruptedInStart,
+		ReasonFailureBudget, ReasonInterruptedInStart, ReasonCorruptRecord,
 	}
 }
 
