@@ -438,10 +438,10 @@ func (e *Engine) watch(ctx context.Context, run store.Run, nodes []inventory.Nod
 			results[i] = e.result(n, s.Job, true, start)
 		}
 	}
-	prog := newWatchProgress(opts.Progress, len(nodes))
+	prog := fleet.NewDisplay(opts.Progress, "reinstall", len(nodes))
 	for i := range results {
 		if results[i].Status != "" {
-			prog.done(results[i])
+			prog.Finished(results[i])
 		}
 	}
 	poll := opts.FetchPollInterval
@@ -472,7 +472,7 @@ func (e *Engine) watch(ctx context.Context, run store.Run, nodes []inventory.Nod
 			results[i] = e.result(nodes[i], j, attached, start)
 			delete(idx, j.ID)
 			pending--
-			prog.done(results[i])
+			prog.Finished(results[i])
 		}
 		if pending == 0 {
 			break
@@ -495,7 +495,7 @@ func (e *Engine) watch(ctx context.Context, run store.Run, nodes []inventory.Nod
 					results[i] = r
 					delete(idx, id)
 					pending--
-					prog.done(r)
+					prog.Finished(r)
 				}
 			}
 			continue
@@ -505,7 +505,7 @@ func (e *Engine) watch(ctx context.Context, run store.Run, nodes []inventory.Nod
 		}
 		<-t.C
 	}
-	prog.close()
+	prog.Close()
 	return results
 }
 

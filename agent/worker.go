@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -209,31 +208,3 @@ func sameJSON(a, b []byte) bool {
 	return bytes.Equal(x.Bytes(), y.Bytes())
 }
 
-// watchProgress prints a line per node as it ends ("[3/12] node: landed").
-type watchProgress struct {
-	w      io.Writer
-	total  int
-	n      int
-	closed bool
-}
-
-func newWatchProgress(w io.Writer, total int) *watchProgress {
-	return &watchProgress{w: w, total: total}
-}
-
-func (p *watchProgress) done(r fleet.Result) {
-	p.n++
-	if p.w == nil {
-		return
-	}
-	status := string(r.Status)
-	if r.Status == fleet.StatusOK {
-		status = "landed"
-	}
-	if r.Reason != "" {
-		status += ": " + r.Reason
-	}
-	fmt.Fprintf(p.w, "[%d/%d] %s: %s\n", p.n, p.total, r.Node, status)
-}
-
-func (p *watchProgress) close() { p.closed = true }

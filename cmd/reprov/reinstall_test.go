@@ -581,7 +581,7 @@ func TestKilledControllerResumes(t *testing.T) {
 		}
 		steps, _ := st.Steps(ctx, jobs[0].ID)
 		for _, s := range steps {
-			if s.Phase == store.PhaseOutcome && strings.Contains(string(s.Detail), `"settled_by":"looking"`) {
+			if s.Phase == store.PhaseOutcome && strings.Contains(string(s.Detail), `"settled":{"by_job":`) {
 				settled++
 				t.Logf("%s: %s settled %s: %s", n.Name(), s.Name, s.Result, s.Detail)
 			}
