@@ -26,7 +26,9 @@ const (
 // PowerAction is a power change.
 type PowerAction string
 
-// Power actions. Cycle powers on a node that is off.
+// Power actions. Cycle and reset of a node that is off either power it on
+// (Redfish, and BMCs that allow it) or fail with ErrPoweredOff having
+// changed nothing (IPMI BMCs that refuse them): see PowerSetter.
 const (
 	ActionOn    PowerAction = "on"
 	ActionOff   PowerAction = "off"
@@ -102,7 +104,12 @@ type PowerStateGetter interface {
 	PowerState(ctx context.Context) (PowerState, error)
 }
 
-// PowerSetter changes power state. ActionCycle powers on a node that is off.
+// PowerSetter changes power state. ActionCycle and ActionReset of a node
+// that is off either power it on or fail with an error wrapping
+// ErrPoweredOff, having changed nothing; a caller that wants the node
+// running then sends ActionOn (recording that intent first). Neither reads
+// the power state beforehand where the protocol does not need it: IPMI
+// reads it only when the BMC refuses the action.
 type PowerSetter interface {
 	SetPower(ctx context.Context, action PowerAction) error
 }

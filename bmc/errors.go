@@ -25,6 +25,11 @@ var (
 	ErrBusy = errors.New("BMC busy")
 	// ErrTLS: the Redfish service's certificate could not be verified.
 	ErrTLS = errors.New("TLS verification failed")
+	// ErrPoweredOff: a power cycle or reset was refused because the machine
+	// is off, and nothing was changed. Callers that want the machine
+	// running power it on instead (IPMI BMCs commonly refuse Chassis
+	// Control cycle of an off chassis with completion code D5h).
+	ErrPoweredOff = errors.New("machine is powered off")
 	// ErrDryRun marks a write that a dry-run wrapper described and skipped.
 	ErrDryRun = errors.New("dry run: not executed")
 )

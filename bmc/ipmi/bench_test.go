@@ -43,7 +43,7 @@ func forEach(n, workers int, fn func(i int) error) error {
 // BenchmarkPXEOnceAndCycle256 is reprov's out-of-band step over a rack of
 // 256 go-ipmi BMCs on loopback at fan-out 64: open a session, set a
 // one-time PXE boot (parameter 3, parameter 5, read back), power cycle
-// (status, cycle) and close. It reports the time and the UDP exchanges
+// (the cycle alone: no status read first) and close. It reports the time and the UDP exchanges
 // (datagrams the BMCs received) per node.
 func BenchmarkPXEOnceAndCycle256(b *testing.B) {
 	const nodes, fanout = 256, 64

@@ -316,9 +316,12 @@ func (cl *Client) powerOn(ctx context.Context) (bool, error) {
 	return st.PowerIsOn, nil
 }
 
-// SetPower changes power. Cycle and reset of a machine that is off power it
-// on (the IPMI specification lets a BMC ignore or refuse a cycle of an off
-// chassis), so the state is read first.
+// SetPower changes power. Cycle and reset are sent as they are, without
+// reading the power state first: one exchange in the common case. A BMC
+// that refuses them with a completion code (many answer D5h, "not
+// supported in present state", for a machine that is off) gets one Get
+// Chassis Status; when it reports the machine off, the error wraps
+// bmc.ErrPoweredOff and nothing was changed: the caller powers on instead.
 func (cl *Client) SetPower(ctx context.Context, action bmc.PowerAction) error {
 	return cl.op(ctx, "power "+string(action), func(ctx context.Context) error {
 		switch action {
@@ -327,19 +330,22 @@ func (cl *Client) SetPower(ctx context.Context, action bmc.PowerAction) error {
 		case bmc.ActionOff:
 			return cl.chassisControl(ctx, chassis.ChassisControlPowerDown, true)
 		case bmc.ActionCycle, bmc.ActionReset:
-			on, err := cl.powerOn(ctx)
-			if err != nil {
-				return fmt.Errorf("read power state first: %w", err)
-			}
-			if !on {
-				cl.log.Debug("machine is off: powering on instead", "bmc", cl.name, "action", action)
-				return cl.chassisControl(ctx, chassis.ChassisControlPowerUp, true)
-			}
 			ctl := chassis.ChassisControlPowerCycle
 			if action == bmc.ActionReset {
 				ctl = chassis.ChassisControlHardReset
 			}
-			return cl.chassisControl(ctx, ctl, false)
+			err := cl.chassisControl(ctx, ctl, false)
+			cc, refused := completionCode(err)
+			if !refused || isBusyCode(cc) {
+				return err
+			}
+			on, serr := cl.powerOn(ctx)
+			if serr != nil || on {
+				return err
+			}
+			cl.log.Debug("power action refused: the machine is off", "bmc", cl.name, "action", action,
+				"completion_code", fmt.Sprintf("%#02x", uint8(cc)))
+			return fmt.Errorf("%w: the BMC refused %s with completion code %#02x (%s)", bmc.ErrPoweredOff, action, uint8(cc), cc)
 		}
 		return fmt.Errorf("%w: power action %q", bmc.ErrUnsupported, action)
 	})

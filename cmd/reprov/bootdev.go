@@ -134,20 +134,7 @@ func runBootdev(ctx context.Context, a *app, o bootdevOptions) error {
 		mode, _ := o.bootModeFor(n)
 		want := bmc.BootOverride{Device: dev, Persistent: o.Persistent, Mode: mode}
 		return r.withBMC(ctx, n, func(c bmc.Client, det connect.Detected) (any, error) {
-			detail := bootdevDetail{Requested: want, Protocol: c.Protocol(), DryRun: o.DryRun}
-			audit := map[string]any{"bmc": n.BMC.Address, "protocol": c.Protocol(),
-				"device": want.Device, "persistent": want.Persistent, "mode": want.Mode}
-			err := r.write(n.Name, "set boot override", audit, func() (map[string]any, error) {
-				res, err := c.SetBootOverride(ctx, want)
-				if res.Verified != "" || res.ReadBack.Device != "" || len(res.Warnings) > 0 {
-					detail.Result = &res
-				}
-				if err != nil {
-					return nil, err
-				}
-				return map[string]any{"verified": res.Verified, "read_back": res.ReadBack, "warnings": res.Warnings}, nil
-			})
-			return detail, err
+			return r.setBoot(ctx, c, n, want, o.DryRun)
 		})
 	})
 	return r.report(ctx, results, []string{"DEVICE", "VERIFIED", "READ BACK", "WARNINGS"}, func(res fleet.Result) []string {
@@ -165,6 +152,25 @@ func runBootdev(ctx context.Context, a *app, o bootdevOptions) error {
 		}
 		return []string{dev, string(d.Result.Verified), rb, strings.Join(d.Result.Warnings, "; ")}
 	})
+}
+
+// setBoot sets want on n's open BMC client, audited (intent first), and
+// returns the row detail: what was asked and what the BMC read back.
+func (r *bmcRun) setBoot(ctx context.Context, c bmc.Client, n inventory.Node, want bmc.BootOverride, dryRun bool) (bootdevDetail, error) {
+	detail := bootdevDetail{Requested: want, Protocol: c.Protocol(), DryRun: dryRun}
+	audit := map[string]any{"bmc": n.BMC.Address, "protocol": c.Protocol(),
+		"device": want.Device, "persistent": want.Persistent, "mode": want.Mode}
+	err := r.write(n.Name, "set boot override", audit, func() (map[string]any, error) {
+		res, err := c.SetBootOverride(ctx, want)
+		if res.Verified != "" || res.ReadBack.Device != "" || len(res.Warnings) > 0 {
+			detail.Result = &res
+		}
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"verified": res.Verified, "read_back": res.ReadBack, "warnings": res.Warnings}, nil
+	})
+	return detail, err
 }
 
 // describeOverride is "pxe once uefi" style text for tables.

@@ -112,9 +112,12 @@ func (r *bmcRun) write(node, action string, detail map[string]any, act func() (m
 	}
 	outcome, actErr := act()
 	var aerr error
-	if errors.Is(actErr, bmc.ErrDryRun) {
+	switch {
+	case errors.Is(actErr, bmc.ErrDryRun):
 		aerr = p.Skipped("dry run")
-	} else {
+	case errors.Is(actErr, bmc.ErrPoweredOff):
+		aerr = p.Skipped("the BMC refused it: the machine is off")
+	default:
 		aerr = p.Done(actErr, outcome)
 	}
 	if aerr != nil {
@@ -180,6 +183,10 @@ type powerOptions struct {
 	DryRun    bool
 	// Force acts on nodes with an active reinstall job too.
 	Force bool
+	// PXE sets a one-time PXE boot (verified by reading it back) before a
+	// cycle or reset, in the same session; UEFI and Legacy choose its
+	// boot mode (default: the node's inventory boot.mode).
+	PXE, UEFI, Legacy bool
 }
 
 // powerStatusDetail is a node's power status row.
@@ -193,6 +200,11 @@ type powerActionDetail struct {
 	Action   bmc.PowerAction `json:"action"`
 	Protocol string          `json:"protocol"`
 	DryRun   bool            `json:"dry_run,omitempty"`
+	// PoweredOff: the BMC refused the cycle or reset because the machine
+	// was off, and it was powered on instead (Action is then "on").
+	PoweredOff bool `json:"powered_off,omitempty"`
+	// Boot is the one-time override set first (--pxe).
+	Boot *bootdevDetail `json:"boot,omitempty"`
 }
 
 func newPowerCmd(a *app) *cobra.Command {
@@ -204,7 +216,11 @@ func newPowerCmd(a *app) *cobra.Command {
 Nodes are selected by name (shell globs), --rack, --selector or --all. Every
 change is written to the audit log (audit.jsonl in the state dir) before it is
 sent, and its outcome after. Exit 1 when any node failed; each failure is
-listed with its reason.`,
+listed with its reason.
+
+A cycle or reset that the BMC refuses because the machine is off is recorded
+as skipped and followed by a power on. "power cycle --pxe" sets a one-time PXE
+boot, verifies it by reading it back and cycles, in one BMC session per node.`,
 	}
 	for _, act := range []struct{ name, short string }{
 		{"status", "Show the power state"},
@@ -228,6 +244,11 @@ listed with its reason.`,
 			sub.Flags().BoolVar(&o.DryRun, "dry-run", false, "connect and describe the change, but do not send it")
 			sub.Flags().BoolVar(&o.Force, "force", false, "act on nodes with an active reinstall job too")
 		}
+		if act.name == "cycle" || act.name == "reset" {
+			sub.Flags().BoolVar(&o.PXE, "pxe", false, "first set a one-time PXE boot and verify it, in the same BMC session")
+			sub.Flags().BoolVar(&o.UEFI, "uefi", false, "with --pxe: ask for a UEFI boot")
+			sub.Flags().BoolVar(&o.Legacy, "legacy", false, "with --pxe: ask for a legacy (BIOS) boot (excludes --uefi)")
+		}
 		cmd.AddCommand(sub)
 	}
 	return cmd
@@ -242,9 +263,23 @@ func runPower(ctx context.Context, a *app, o powerOptions) error {
 	default:
 		return usagef("power: unknown action %q (want status, on, off, cycle or reset)", o.Action)
 	}
+	boot := bootdevOptions{Device: string(bmc.BootPXE), UEFI: o.UEFI, Legacy: o.Legacy}
+	switch {
+	case !o.PXE && (o.UEFI || o.Legacy):
+		return usagef("power: --uefi and --legacy need --pxe")
+	case o.UEFI && o.Legacy:
+		return usagef("power: --uefi and --legacy exclude each other")
+	}
 	nodes, err := a.selectNodes(o.Selection)
 	if err != nil {
 		return err
+	}
+	if o.PXE {
+		for _, n := range nodes {
+			if _, err := boot.bootModeFor(n); err != nil {
+				return err
+			}
+		}
 	}
 	if action != "" && !o.Force && !o.DryRun {
 		busy, err := a.activeJobs(ctx, nodes)
@@ -272,8 +307,23 @@ func runPower(ctx context.Context, a *app, o powerOptions) error {
 				return powerStatusDetail{Power: s, Protocol: c.Protocol()}, nil
 			}
 			detail := powerActionDetail{Action: action, Protocol: c.Protocol(), DryRun: o.DryRun}
-			err := r.write(n.Name, op, map[string]any{"bmc": n.BMC.Address, "protocol": c.Protocol()},
-				func() (map[string]any, error) { return nil, c.SetPower(ctx, action) })
+			if o.PXE {
+				mode, _ := boot.bootModeFor(n)
+				bd, err := r.setBoot(ctx, c, n, bmc.BootOverride{Device: bmc.BootPXE, Mode: mode}, o.DryRun)
+				detail.Boot = &bd
+				if err != nil {
+					return detail, err
+				}
+			}
+			power := func(action bmc.PowerAction) error {
+				return r.write(n.Name, "power "+string(action), map[string]any{"bmc": n.BMC.Address, "protocol": c.Protocol()},
+					func() (map[string]any, error) { return nil, c.SetPower(ctx, action) })
+			}
+			err := power(action)
+			if errors.Is(err, bmc.ErrPoweredOff) {
+				detail.Action, detail.PoweredOff = bmc.ActionOn, true
+				err = power(bmc.ActionOn)
+			}
 			return detail, err
 		})
 	})
@@ -281,13 +331,23 @@ func runPower(ctx context.Context, a *app, o powerOptions) error {
 	if action != "" {
 		header[0] = "ACTION"
 	}
+	if o.PXE {
+		header = append(header, "BOOT", "VERIFIED")
+	}
 	return r.report(ctx, results, header, func(res fleet.Result) []string {
+		cols := make([]string, len(header))
 		switch d := res.Detail.(type) {
 		case powerStatusDetail:
-			return []string{string(d.Power), d.Protocol}
+			cols[0], cols[1] = string(d.Power), d.Protocol
 		case powerActionDetail:
-			return []string{string(d.Action), d.Protocol}
+			cols[0], cols[1] = string(d.Action), d.Protocol
+			if d.Boot != nil && len(cols) == 4 {
+				cols[2] = describeOverride(d.Boot.Requested)
+				if d.Boot.Result != nil {
+					cols[3] = string(d.Boot.Result.Verified)
+				}
+			}
 		}
-		return []string{"", ""}
+		return cols
 	})
 }

@@ -604,16 +604,20 @@ func (a *app) activeJobs(ctx context.Context, nodes []inventory.Node) (map[strin
 		return nil, usageError(err)
 	}
 	defer st.Close()
-	out := map[string]store.NodeJob{}
+	// One query for the whole selection, not one per node.
+	jobs, err := st.NodeJobs(ctx, store.JobFilter{States: []store.JobState{store.JobQueued, store.JobRunning}})
+	if err != nil {
+		return nil, failedError(fmt.Errorf("active jobs: %w", err))
+	}
+	selected := make(map[string]bool, len(nodes))
 	for _, n := range nodes {
-		j, err := st.ActiveJob(ctx, n.Name)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
+		selected[n.Name] = true
+	}
+	out := map[string]store.NodeJob{}
+	for _, j := range jobs {
+		if _, seen := out[j.Node]; selected[j.Node] && !seen {
+			out[j.Node] = j
 		}
-		if err != nil {
-			return nil, failedError(err)
-		}
-		out[n.Name] = j
 	}
 	return out, nil
 }

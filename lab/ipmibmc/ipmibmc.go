@@ -99,6 +99,10 @@ type Stats struct {
 	Sent uint64
 	// Dropped datagrams (Faults.SetDropAll).
 	Dropped uint64
+	// SessionsOpened counts RMCP+ Open Session Requests received (the first
+	// message of every IPMI 2.0 session setup, retransmissions included):
+	// the sessions clients asked for.
+	SessionsOpened uint64
 }
 
 // BMC is one running simulated BMC.
@@ -300,6 +304,8 @@ func (b *BMC) Stats() Stats {
 		Received: b.conn.received.Load(),
 		Sent:     b.conn.sent.Load(),
 		Dropped:  b.conn.dropped.Load(),
+
+		SessionsOpened: b.conn.sessions.Load(),
 	}
 }
 
@@ -363,7 +369,14 @@ type countingConn struct {
 	local  *net.UDPAddr
 	faults *Faults
 
-	received, sent, dropped atomic.Uint64
+	received, sent, dropped, sessions atomic.Uint64
+}
+
+// isOpenSessionRequest reports whether an RMCP datagram carries an RMCP+
+// Open Session Request: RMCP header (4 bytes), authentication type 06h
+// (RMCP+), payload type 10h (IPMI v2.0 Table 13-16).
+func isOpenSessionRequest(d []byte) bool {
+	return len(d) >= 6 && d[0] == 0x06 && d[3] == 0x07 && d[4] == 0x06 && d[5]&0x3f == 0x10
 }
 
 func (c *countingConn) ReadFrom(buf []byte) (int, net.Addr, error) {
@@ -373,6 +386,9 @@ func (c *countingConn) ReadFrom(buf []byte) (int, net.Addr, error) {
 			return n, addr, err
 		}
 		c.received.Add(1)
+		if isOpenSessionRequest(buf[:n]) {
+			c.sessions.Add(1)
+		}
 		if c.faults.dropAll.Load() {
 			c.dropped.Add(1)
 			continue

@@ -3,7 +3,17 @@
 // "ready" on standard error, and serves until interrupted. It backs
 // scripts/bench-peers.sh and manual experiments with ipmitool or FreeIPMI.
 //
-//	bmcfarm -n 256 -user admin -password-file FILE
+//	bmcfarm -n 256 -user admin -password-file FILE [-port 623] [-control]
+//
+// With -control it also reads commands on standard input, one a line, and
+// answers each with one line on standard output (after the address list):
+//
+//	stats  →  "stats received=R sessions=S boots=B pxe_boots=P open=O"
+//
+// totals since start over every BMC: datagrams received (every request and
+// retransmission), RMCP+ Open Session Requests, boots, boots that used a
+// valid PXE override, and sessions open right now. End of input stops the
+// farm like an interrupt.
 package main
 
 import (
@@ -17,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/reprov/reprov/bmc"
 	"github.com/reprov/reprov/lab/ipmibmc"
 )
 
@@ -27,6 +38,8 @@ func main() {
 	sessions := flag.Int("max-sessions", 4, "RMCP+ sessions per BMC")
 	idle := flag.Duration("inactivity-timeout", 60*time.Second, "session inactivity timeout")
 	stats := flag.Bool("stats", true, "print total datagrams received on exit (standard error)")
+	port := flag.Int("port", 0, "UDP port of every BMC (0: a free port each)")
+	control := flag.Bool("control", false, "answer commands on standard input (see the package doc)")
 	flag.Parse()
 
 	pass := ""
@@ -42,7 +55,11 @@ func main() {
 	defer stop()
 
 	start := time.Now()
+	var cancel context.CancelFunc
+	ctx, cancel = context.WithCancel(ctx)
+	defer cancel()
 	bmcs, err := ipmibmc.StartMany(ctx, *n, ipmibmc.Config{
+		Addr:              fmt.Sprintf("127.0.0.1:%d", *port),
 		Username:          *user,
 		Password:          pass,
 		MaxSessions:       *sessions,
@@ -59,14 +76,47 @@ func main() {
 	}
 	_ = w.Flush()
 	fmt.Fprintf(os.Stderr, "bmcfarm: %d BMCs ready in %v\n", len(bmcs), time.Since(start).Round(time.Millisecond))
+	if *control {
+		go func() {
+			defer cancel()
+			sc := bufio.NewScanner(os.Stdin)
+			for sc.Scan() {
+				switch strings.TrimSpace(sc.Text()) {
+				case "stats":
+					t := totals(bmcs)
+					fmt.Printf("stats received=%d sessions=%d boots=%d pxe_boots=%d open=%d\n",
+						t.received, t.sessions, t.boots, t.pxeBoots, t.open)
+				default:
+					fmt.Println("error unknown command")
+				}
+			}
+		}()
+	}
 	<-ctx.Done()
 	if *stats {
-		var recv, boots uint64
-		for _, b := range bmcs {
-			recv += b.Stats().Received
-			boots += uint64(len(b.Machine().Boots()))
-		}
-		fmt.Fprintf(os.Stderr, "bmcfarm: datagrams received %d, boots %d\n", recv, boots)
+		t := totals(bmcs)
+		fmt.Fprintf(os.Stderr, "bmcfarm: datagrams received %d, sessions opened %d, boots %d\n", t.received, t.sessions, t.boots)
 	}
 	ipmibmc.CloseAll(bmcs)
+}
+
+type farmTotals struct {
+	received, sessions, boots, pxeBoots, open uint64
+}
+
+func totals(bmcs []*ipmibmc.BMC) farmTotals {
+	var t farmTotals
+	for _, b := range bmcs {
+		st := b.Stats()
+		t.received += st.Received
+		t.sessions += st.SessionsOpened
+		t.open += uint64(b.ActiveSessions())
+		for _, boot := range b.Machine().Boots() {
+			t.boots++
+			if boot.Valid && boot.Device == bmc.BootPXE {
+				t.pxeBoots++
+			}
+		}
+	}
+	return t
 }

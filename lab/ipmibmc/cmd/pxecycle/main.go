@@ -1,8 +1,9 @@
 // Command pxecycle is reprov's out-of-band step as a stand-alone driver for
-// benchmarks against external BMCs (scripts/bench-peers.sh): for every
+// benchmarks against external BMCs: for every
 // "host port" line on standard input it opens an RMCP+ session with
 // reprov's bmc/ipmi, sets a one-time PXE boot (verified by reading it
-// back), power cycles and closes, at a bounded fan-out. It prints the
+// back), power cycles (powers on a machine the BMC says is off) and
+// closes, at a bounded fan-out. It prints the
 // elapsed time and the failures; the exit status is 1 if any node failed.
 //
 //	bmcfarm -n 256 | pxecycle -fanout 64 -user admin -password-file FILE
@@ -11,6 +12,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -103,7 +105,11 @@ func step(ctx context.Context, tg target, user, pass string, suite int, timeout 
 	if _, err := c.SetBootOverride(ctx, bmc.BootOverride{Device: bmc.BootPXE, Mode: bmc.BootModeLegacy}); err != nil {
 		return err
 	}
-	if err := c.SetPower(ctx, bmc.ActionCycle); err != nil {
+	err = c.SetPower(ctx, bmc.ActionCycle)
+	if errors.Is(err, bmc.ErrPoweredOff) {
+		err = c.SetPower(ctx, bmc.ActionOn)
+	}
+	if err != nil {
 		return err
 	}
 	return c.Close(ctx)
