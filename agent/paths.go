@@ -152,24 +152,26 @@ func (r *nodeRun) armLanding(ctx context.Context) {
 }
 
 // powerKick carries out a power action that makes the node boot: the
-// playbook's action (cycle, reset, off-on), or on for a node that is off;
-// audited and fenced. It returns the action carried out.
+// playbook's action (cycle, reset, off-on), audited and fenced; a BMC that
+// refuses a cycle or reset because the node is off (bmc.ErrPoweredOff,
+// nothing changed) gets a power on instead. The power state is read only
+// then, so the common case costs one exchange. It returns the action
+// carried out.
 func (r *nodeRun) powerKick(ctx context.Context, c bmc.Client, want string, why string) (string, error) {
-	ps, err := c.PowerState(ctx)
-	if err != nil {
-		return want, fmt.Errorf("power state: %w", err)
-	}
-	action := want
-	if ps == bmc.PowerOff {
-		action = string(bmc.ActionOn)
-	}
-	detail := map[string]any{"bmc": r.n.BMC.Address, "protocol": c.Protocol(), "job": r.job.ID, "power_before": ps}
+	detail := map[string]any{"bmc": r.n.BMC.Address, "protocol": c.Protocol(), "job": r.job.ID}
 	if why != "" {
 		detail["why"] = why
 	}
-	err = r.audited(ctx, ActionPowerPrefix+action, detail,
-		func(ctx context.Context) (map[string]any, error) { return nil, r.power(ctx, c, action) })
-	return action, err
+	err := r.audited(ctx, ActionPowerPrefix+want, detail,
+		func(ctx context.Context) (map[string]any, error) { return nil, r.power(ctx, c, want) })
+	if !errors.Is(err, bmc.ErrPoweredOff) {
+		return want, err
+	}
+	on := string(bmc.ActionOn)
+	detail["after"] = want + " refused: the node is off"
+	err = r.audited(ctx, ActionPowerPrefix+on, detail,
+		func(ctx context.Context) (map[string]any, error) { return nil, c.SetPower(ctx, bmc.ActionOn) })
+	return on, err
 }
 
 // power carries out a power action: on, cycle, reset, or off-on (off,
