@@ -254,6 +254,9 @@ type RunOptions struct {
 	// FetchPollInterval is how often River looks for jobs and the run's
 	// jobs are read back (default 200 ms and PollInterval).
 	FetchPollInterval time.Duration
+	// WindowStart and WindowEnd bound when the run's nodes may start
+	// (zero: now, no end).
+	WindowStart, WindowEnd time.Time
 	// ResumeOnly continues the nodes' unfinished jobs (orphaned by a dead
 	// controller, or interrupted) and starts no new one: a node whose
 	// latest job ended is reported as that job ended.
@@ -312,28 +315,11 @@ func (e *Engine) Reinstall(ctx context.Context, nodes []inventory.Node, opts Run
 	if e.cfg.Audit == nil {
 		return nil, errors.New("agent: reinstall needs the audit log")
 	}
-	subs := make([]store.SubmitNode, 0, len(nodes))
-	sites := map[string]bool{}
-	for _, n := range nodes {
-		if _, err := e.cfg.Playbooks.Get(n.Playbook); err != nil {
-			return nil, fmt.Errorf("node %s: %w", n.Name, err)
-		}
-		sub, err := submitNode(n)
-		if err != nil {
-			return nil, err
-		}
-		subs = append(subs, sub)
-		sites[sub.Site] = true
+	plan, err := e.prepare(nodes)
+	if err != nil {
+		return nil, err
 	}
-	queues := make([]string, 0, len(sites))
-	for s := range sites {
-		queues = append(queues, store.QueueFor(s))
-	}
-	maxPar := opts.MaxParallel
-	if maxPar <= 0 {
-		maxPar = fleet.DefaultMaxParallel
-	}
-	w, err := e.StartWorker(ctx, WorkerOptions{Queues: queues, MaxWorkers: maxPar, FetchPollInterval: opts.FetchPollInterval})
+	w, err := e.StartWorker(ctx, WorkerOptions{Queues: plan.queues, MaxWorkers: maxParallel(opts), FetchPollInterval: opts.FetchPollInterval})
 	if err != nil {
 		return nil, err
 	}
@@ -344,22 +330,96 @@ func (e *Engine) Reinstall(ctx context.Context, nodes []inventory.Node, opts Run
 			e.log.Warn("stop worker", "err", err)
 		}
 	}()
+	sub, err := e.submit(ctx, w.q, nodes, plan.subs, opts)
+	if err != nil {
+		return nil, err
+	}
+	e.log.Info("reinstall run submitted", "run", sub.Run.ID, "nodes", len(nodes), "controller", w.id)
+	return e.Watch(ctx, sub, opts), nil
+}
 
-	spec := store.RunSpec{CreatedBy: opts.CreatedBy, Selection: opts.Selection,
-		Limits: store.RunLimits{MaxParallel: maxPar, PerRack: opts.PerRack, PerBMC: opts.PerBMC, MaxFailures: opts.MaxFailures}}
+// Submission is a run submitted to the shared queues: the run, its nodes
+// and, in the same order, what was done for each (a new job, or the job
+// under way it attached to).
+type Submission struct {
+	Run     store.Run
+	Nodes   []inventory.Node
+	Results []store.SubmitResult
+}
+
+// Submit submits a run of nodes to the shared queues and returns at once;
+// the controllers' workers do the work (reprov serve, or reinstall's own).
+// Watch follows it; store.StopRun stops it.
+func (e *Engine) Submit(ctx context.Context, nodes []inventory.Node, opts RunOptions) (*Submission, error) {
+	plan, err := e.prepare(nodes)
+	if err != nil {
+		return nil, err
+	}
+	q, err := e.cfg.Store.NewQueue(store.QueueConfig{})
+	if err != nil {
+		return nil, err
+	}
+	return e.submit(ctx, q, nodes, plan.subs, opts)
+}
+
+type prepared struct {
+	subs   []store.SubmitNode
+	queues []string
+}
+
+// prepare checks the nodes' playbooks and makes their submissions.
+func (e *Engine) prepare(nodes []inventory.Node) (prepared, error) {
+	var p prepared
+	sites := map[string]bool{}
+	for _, n := range nodes {
+		if _, err := e.cfg.Playbooks.Get(n.Playbook); err != nil {
+			return p, fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		sub, err := submitNode(n)
+		if err != nil {
+			return p, err
+		}
+		p.subs = append(p.subs, sub)
+		if !sites[sub.Site] {
+			sites[sub.Site] = true
+			p.queues = append(p.queues, store.QueueFor(sub.Site))
+		}
+	}
+	return p, nil
+}
+
+func maxParallel(opts RunOptions) int {
+	if opts.MaxParallel <= 0 {
+		return fleet.DefaultMaxParallel
+	}
+	return opts.MaxParallel
+}
+
+func (e *Engine) submit(ctx context.Context, q *store.Queue, nodes []inventory.Node, subs []store.SubmitNode, opts RunOptions) (*Submission, error) {
+	spec := store.RunSpec{CreatedBy: opts.CreatedBy, Selection: opts.Selection, WindowStart: opts.WindowStart, WindowEnd: opts.WindowEnd,
+		Limits: store.RunLimits{MaxParallel: maxParallel(opts), PerRack: opts.PerRack, PerBMC: opts.PerBMC, MaxFailures: opts.MaxFailures}}
 	if opts.Options != nil {
 		spec.Options = mustJSON(opts.Options)
 	}
-	run, res, err := w.q.Submit(ctx, spec, subs, store.SubmitOpts{ResumeOnly: opts.ResumeOnly})
+	run, res, err := q.Submit(ctx, spec, subs, store.SubmitOpts{ResumeOnly: opts.ResumeOnly})
 	if err != nil {
 		if run.ID != 0 {
 			_ = e.cfg.Store.StopRun(context.WithoutCancel(ctx), run.ID)
 		}
 		return nil, fmt.Errorf("submit run: %w", err)
 	}
-	e.log.Info("reinstall run submitted", "run", run.ID, "nodes", len(nodes), "controller", w.id)
-	results := e.watch(ctx, run, nodes, res, opts)
+	return &Submission{Run: run, Nodes: nodes, Results: res}, nil
+}
 
+// Watch follows a submitted run's jobs (and the jobs it attached to) in
+// the store until each has ended, whichever controller works them,
+// reporting progress to opts.Progress, and records the run's end. When
+// ctx ends (Ctrl-C) it stops the run — no further node starts; started
+// ones stop at their next step boundary and are recorded interrupted —
+// and keeps watching until the run's own jobs are recorded.
+func (e *Engine) Watch(ctx context.Context, sub *Submission, opts RunOptions) *Report {
+	run := sub.Run
+	results := e.watch(ctx, run, sub.Nodes, sub.Results, opts)
 	state := store.RunFinished
 	if ctx.Err() != nil {
 		state = store.RunInterrupted
@@ -372,7 +432,7 @@ func (e *Engine) Reinstall(ctx context.Context, nodes []inventory.Node, opts Run
 	if r, err := e.cfg.Store.Run(sctx, run.ID); err == nil {
 		run = r
 	}
-	return &Report{Run: run, Results: results}, nil
+	return &Report{Run: run, Results: results}
 }
 
 // submitNode is a node as the store keeps it for the shared queues: its
