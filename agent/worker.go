@@ -207,4 +207,3 @@ func sameJSON(a, b []byte) bool {
 	}
 	return bytes.Equal(x.Bytes(), y.Bytes())
 }
-
