@@ -107,6 +107,14 @@ type Config struct {
 	ProbeInterval time.Duration
 	// ProbeTimeout bounds one SSH probe (default DefaultProbeTimeout).
 	ProbeTimeout time.Duration
+	// FastProbeInterval is how often the old OS is probed over SSH during
+	// FastProbeWindow after a kick (default 1 s, each probe bounded by 2 s),
+	// so that a board that ignored the override is caught within seconds
+	// of its OS answering; later, every ProbeInterval.
+	FastProbeInterval time.Duration
+	// FastProbeWindow is how long after a kick SSH is probed fast
+	// (default 5 min).
+	FastProbeWindow time.Duration
 	// NodeTimeout bounds one node's whole reinstall (0: only the
 	// playbook's step timeouts).
 	NodeTimeout time.Duration
@@ -192,6 +200,12 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.ProbeTimeout <= 0 {
 		cfg.ProbeTimeout = DefaultProbeTimeout
+	}
+	if cfg.FastProbeInterval <= 0 {
+		cfg.FastProbeInterval = time.Second
+	}
+	if cfg.FastProbeWindow <= 0 {
+		cfg.FastProbeWindow = 5 * time.Minute
 	}
 	e := &Engine{cfg: cfg, log: cfg.Log}
 	if e.log == nil {

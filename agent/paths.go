@@ -378,7 +378,8 @@ func (r *nodeRun) waitLoop(ctx context.Context, k *kick, deadline time.Time) (*v
 	ev := waitEvidence{Path: string(k.path), BootIDBefore: k.bootID, Watched: k.watched}
 	poll := time.NewTicker(r.e.cfg.PollInterval)
 	defer poll.Stop()
-	nextProbe := time.Now().Add(min(r.e.cfg.ProbeInterval, 2*time.Second))
+	first := time.Now().Add(min(r.e.cfg.ProbeInterval, 2*time.Second))
+	nextBMC, nextSSH := first, first
 	rebootBy := k.at.Add(r.pb.Timeouts.Reboot)
 	consumed := false
 	for {
@@ -402,13 +403,25 @@ func (r *nodeRun) waitLoop(ctx context.Context, k *kick, deadline time.Time) (*v
 			return nil, stopError(stop)
 		}
 		now := time.Now()
-		if !now.Before(nextProbe) {
-			nextProbe = now.Add(r.e.cfg.ProbeInterval)
+		if !now.Before(nextBMC) {
+			nextBMC = now.Add(r.e.cfg.ProbeInterval)
 			if k.path == playbooks.PathOOB && r.n.BMC.Address != "" && !consumed {
 				consumed = r.probeOverride(ctx, &ev)
 			}
+		}
+		if !now.Before(nextSSH) {
+			// SSH is probed every FastProbeInterval while the old OS may
+			// come back (an ignored override is caught within seconds of
+			// its sshd answering), then every ProbeInterval.
+			every, timeout := r.e.cfg.ProbeInterval, r.e.cfg.ProbeTimeout
+			if now.Before(k.at.Add(r.e.cfg.FastProbeWindow)) {
+				every, timeout = r.e.cfg.FastProbeInterval, min(timeout, 2*time.Second)
+			}
 			if r.n.SSH.Address != "" {
-				id, err := r.probeBootID(ctx)
+				pctx, cancel := context.WithTimeout(ctx, timeout)
+				id, err := r.probeBootID(pctx)
+				cancel()
+				nextSSH = time.Now().Add(every)
 				switch {
 				case err != nil:
 					ev.SSH = "no answer"
