@@ -131,6 +131,7 @@ type Client interface {
 	BootOverrideSetter
 	BootOverrideGetter
 	Identifier
+	SystemIdentifier
 	// Protocol is "ipmi" or "redfish".
 	Protocol() string
 	Close(ctx context.Context) error

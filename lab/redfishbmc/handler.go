@@ -284,12 +284,8 @@ func (b *BMC) systemLocked(m *Machine, q Quirks) (obj, string) {
 			boot["BootSourceOverrideMode@Redfish.AllowableValues"] = b.cfg.BootModes
 		}
 	}
-	serial := b.cfg.SerialNumber
-	if m != b.machines[0] {
-		serial += "-" + m.id
-	}
 	etag := m.etagLocked()
-	return obj{
+	sys := obj{
 		"@odata.id":    path,
 		"@odata.type":  "#ComputerSystem.v1_20_0.ComputerSystem",
 		"@odata.etag":  etag,
@@ -298,7 +294,6 @@ func (b *BMC) systemLocked(m *Machine, q Quirks) (obj, string) {
 		"SystemType":   "Physical",
 		"Manufacturer": b.cfg.Manufacturer,
 		"Model":        b.cfg.Model,
-		"SerialNumber": serial,
 		"BiosVersion":  b.cfg.BIOSVersion,
 		"PowerState":   power,
 		"Status":       obj{"State": "Enabled", "Health": "OK"},
@@ -308,7 +303,14 @@ func (b *BMC) systemLocked(m *Machine, q Quirks) (obj, string) {
 			"ResetType@Redfish.AllowableValues": b.cfg.ResetTypes,
 		}},
 		"Links": obj{"ManagedBy": []obj{link(managerPath)}},
-	}, etag
+	}
+	if m.uuid != "" {
+		sys["UUID"] = m.uuid
+	}
+	if m.serial != "" {
+		sys["SerialNumber"] = m.serial
+	}
+	return sys, etag
 }
 
 // normETag strips a weak prefix and quotes for comparison.

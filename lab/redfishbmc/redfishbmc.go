@@ -141,6 +141,10 @@ type Config struct {
 	BIOSVersion     string
 	FirmwareVersion string
 	MACAddress      string
+	// UUID is the first system's UUID; systems after it get the same UUID
+	// with the last 4 hex digits replaced by their index. Default:
+	// "7c2e6c1a-4b0e-4a8e-9f5c-" followed by the port in 12 hex digits.
+	UUID string
 	// IPAddress is the manager's reported IPv4 address (default: the
 	// listen host).
 	IPAddress string
@@ -223,8 +227,19 @@ func Start(ctx context.Context, cfg Config) (*BMC, error) {
 	for _, id := range cfg.Systems {
 		b.machines = append(b.machines, newMachine(id, cfg.Boot, cfg.OnPower))
 	}
-	for _, m := range b.machines {
+	for i, m := range b.machines {
 		m.powered = cfg.Powered
+		m.uuid = cfg.UUID
+		if m.uuid == "" {
+			m.uuid = fmt.Sprintf("7c2e6c1a-4b0e-4a8e-9f5c-%012x", b.port)
+		}
+		m.serial = cfg.SerialNumber
+		if i > 0 {
+			m.serial += "-" + m.id
+			if len(m.uuid) == 36 {
+				m.uuid = m.uuid[:32] + fmt.Sprintf("%04x", i)
+			}
+		}
 	}
 
 	scheme := "https"
