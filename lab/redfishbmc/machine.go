@@ -216,6 +216,14 @@ func (m *Machine) stopOffTimerLocked() {
 	}
 }
 
+// BeginShutdown starts an orderly shutdown of a machine that is on (its
+// OS shutting down): it powers off after d. Until then the system reads
+// PoweringOff when Quirks.ReportTransitions is on.
+func (m *Machine) BeginShutdown(d time.Duration) { m.reset("GracefulShutdown", d) }
+
+// shuttingDown reports whether a shutdown is under way; the caller holds m.mu.
+func (m *Machine) shuttingDownLocked() bool { return m.offTimer != nil }
+
 // reset applies a Redfish ResetType. Restart types on an off machine
 // power it on.
 func (m *Machine) reset(resetType string, gracefulDelay time.Duration) {

@@ -85,6 +85,26 @@ type Quirks struct {
 	// StormRetryAfter is sent as Retry-After in whole seconds, rounded
 	// up ("0" when zero).
 	StormRetryAfter time.Duration
+	// ReportTransitions reports PowerState PoweringOff while a shutdown
+	// is under way (GracefulShutdown with GracefulShutdownDelay, or
+	// Machine.BeginShutdown) instead of On.
+	ReportTransitions bool
+	// ConflictDuringTransition answers 409 Conflict to a Reset while a
+	// shutdown is under way (many BMCs refuse actions mid-transition).
+	ConflictDuringTransition bool
+	// EnabledOnceOnly lists BootSourceOverrideEnabled's allowable values
+	// as [Disabled, Once] and answers 400 to Continuous (BMCs without
+	// persistent overrides).
+	EnabledOnceOnly bool
+	// BootReadOnly answers 400 PropertyNotWritable to every PATCH of Boot
+	// (iDRAC 10: boot settings live in @Redfish.Settings).
+	BootReadOnly bool
+	// SessionNoLocation answers a login without a Location header; the
+	// body still carries the session's @odata.id.
+	SessionNoLocation bool
+	// SessionNoURI answers a login with neither a Location header nor an
+	// @odata.id in the body.
+	SessionNoURI bool
 }
 
 // Config describes one test BMC. The zero value is a working BMC on
