@@ -414,9 +414,11 @@ boot_now() {
 }
 power_on() {
 	if [ "$(get power)" != "1" ]; then
+		# The boot is logged before power and powerons change: a reader
+		# that sees the new count also sees the boot.
+		boot_now "$1"
 		put power 1
 		put powerons $(( $(get powerons) + 1 ))
-		boot_now "$1"
 	fi
 }
 case $op in
