@@ -37,7 +37,7 @@ const (
 // accepts the other byte orders BMCs use.
 //
 // Exchanges: one for the GUID, one for the FRU header, and one or two
-// (rarely more) for the product area.
+// (rarely more) 32-byte reads of the product area: 4 on the lab BMC.
 func (cl *Client) SystemIdentity(ctx context.Context) (bmc.SystemID, error) {
 	var id bmc.SystemID
 	err := cl.op(ctx, "system identity", func(ctx context.Context) error {
