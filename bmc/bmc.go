@@ -16,12 +16,19 @@ import (
 // PowerState is a node's power as its BMC reports it.
 type PowerState string
 
-// Power states.
+// Power states. PoweringOn and PoweringOff are transitions a Redfish BMC
+// reports while the machine changes state; IPMI reports only on and off.
 const (
-	PowerOn      PowerState = "on"
-	PowerOff     PowerState = "off"
-	PowerUnknown PowerState = "unknown"
+	PowerOn          PowerState = "on"
+	PowerOff         PowerState = "off"
+	PowerPoweringOn  PowerState = "powering-on"
+	PowerPoweringOff PowerState = "powering-off"
+	PowerUnknown     PowerState = "unknown"
 )
+
+// Transitional reports whether s is a transition (powering on or off):
+// neither on nor off yet.
+func (s PowerState) Transitional() bool { return s == PowerPoweringOn || s == PowerPoweringOff }
 
 // PowerAction is a power change.
 type PowerAction string
@@ -138,6 +145,7 @@ type Client interface {
 	BootOverrideSetter
 	BootOverrideGetter
 	Identifier
+	SystemIdentifier
 	// Protocol is "ipmi" or "redfish".
 	Protocol() string
 	Close(ctx context.Context) error

@@ -76,6 +76,10 @@ func (d *dryRunClient) BootOverride(ctx context.Context) (BootOverride, error) {
 
 func (d *dryRunClient) Identity(ctx context.Context) (Identity, error) { return d.c.Identity(ctx) }
 
+func (d *dryRunClient) SystemIdentity(ctx context.Context) (SystemID, error) {
+	return d.c.SystemIdentity(ctx)
+}
+
 func (d *dryRunClient) Protocol() string { return d.c.Protocol() }
 
 func (d *dryRunClient) Close(ctx context.Context) error { return d.c.Close(ctx) }

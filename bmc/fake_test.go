@@ -95,6 +95,13 @@ func (f *fakeClient) Identity(ctx context.Context) (Identity, error) {
 	return Identity{Protocol: "fake"}, nil
 }
 
+func (f *fakeClient) SystemIdentity(ctx context.Context) (SystemID, error) {
+	if err := f.enter("SystemIdentity"); err != nil {
+		return SystemID{}, err
+	}
+	return SystemID{GUID: "4c4c4544-0042-3510-8052-b7c04f4e3232", Serial: "CZJ1234ABC"}, nil
+}
+
 func (f *fakeClient) Protocol() string { return "fake" }
 
 func (f *fakeClient) Close(ctx context.Context) error { return f.enter("Close") }

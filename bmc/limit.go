@@ -192,6 +192,15 @@ func (c *limitClient) Identity(ctx context.Context) (Identity, error) {
 	return c.c.Identity(ctx)
 }
 
+func (c *limitClient) SystemIdentity(ctx context.Context) (SystemID, error) {
+	release, err := c.acquire(ctx)
+	if err != nil {
+		return SystemID{}, err
+	}
+	defer release()
+	return c.c.SystemIdentity(ctx)
+}
+
 func (c *limitClient) Protocol() string { return c.c.Protocol() }
 
 func (c *limitClient) Close(ctx context.Context) error {

@@ -147,7 +147,7 @@ func (e *RetryError) Unwrap() error { return e.Err }
 // carries one (RetryAfterer), and never past ctx.
 //
 // Idempotence decides what is retried:
-//   - Reads (PowerState, BootOverride, Identity) and SetBootOverride (writing
+//   - Reads (PowerState, BootOverride, Identity, SystemIdentity) and SetBootOverride (writing
 //     the same override twice is the same as once) are retried as is.
 //   - SetPower on and off are retried, but first the power state is read
 //     again: when the node already is where the action would take it, the
@@ -322,6 +322,16 @@ func (r *retryClient) Identity(ctx context.Context) (Identity, error) {
 	err := r.do(ctx, "identity", func(ctx context.Context) error {
 		var err error
 		id, err = r.c.Identity(ctx)
+		return err
+	})
+	return id, err
+}
+
+func (r *retryClient) SystemIdentity(ctx context.Context) (SystemID, error) {
+	var id SystemID
+	err := r.do(ctx, "system identity", func(ctx context.Context) error {
+		var err error
+		id, err = r.c.SystemIdentity(ctx)
 		return err
 	})
 	return id, err

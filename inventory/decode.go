@@ -1068,6 +1068,32 @@ func checkSerial(d *decoder, c *nodeCtx, f *field, v *yaml.Node) {
 	}
 }
 
+// checkGUID accepts a system GUID as 8-4-4-4-12 hex digits (any case,
+// optionally in braces) and stores it in lower case. All zeros and all
+// FFh are what firmware reports when it has no GUID: never an identity.
+func checkGUID(d *decoder, c *nodeCtx, f *field, v *yaml.Node) {
+	s := strings.ToLower(strings.TrimSpace(c.node.GUID))
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "{"), "}")
+	ok := len(s) == 36
+	for i := 0; ok && i < len(s); i++ {
+		switch ch := s[i]; {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			ok = ch == '-'
+		default:
+			ok = ch >= '0' && ch <= '9' || ch >= 'a' && ch <= 'f'
+		}
+	}
+	if !ok {
+		d.fieldProblem(c, f, v, "%q is not a GUID: want 8-4-4-4-12 hex digits, like 4c4c4544-0042-3510-8052-b7c04f4e3232 (dmidecode -s system-uuid)", c.node.GUID)
+		return
+	}
+	if digits := strings.ReplaceAll(s, "-", ""); strings.Trim(digits, "0") == "" || strings.Trim(digits, "f") == "" {
+		d.fieldProblem(c, f, v, "%q is a placeholder firmware reports when it has no GUID (leave the key out instead)", c.node.GUID)
+		return
+	}
+	c.node.GUID = s
+}
+
 func checkBootDisk(d *decoder, c *nodeCtx, f *field, v *yaml.Node) {
 	s := c.node.Boot.Disk
 	if !strings.HasPrefix(s, "/dev/") || len(s) <= len("/dev/") || path.Clean(s) != s || hasControl(s) {

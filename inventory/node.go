@@ -19,15 +19,19 @@ type Inventory struct {
 
 // Node is one machine reprov can reinstall. Defaults have been merged in.
 type Node struct {
-	Name     string            `json:"name"`
-	Rack     string            `json:"rack,omitempty"`
-	Labels   map[string]string `json:"labels,omitempty"`
-	BMC      BMC               `json:"bmc"`
-	SSH      SSH               `json:"ssh"`
-	MACs     []string          `json:"macs,omitempty"`
-	Serial   string            `json:"serial,omitempty"`
-	Boot     Boot              `json:"boot"`
-	Playbook string            `json:"playbook,omitempty"`
+	Name   string            `json:"name"`
+	Rack   string            `json:"rack,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	BMC    BMC               `json:"bmc"`
+	SSH    SSH               `json:"ssh"`
+	MACs   []string          `json:"macs,omitempty"`
+	Serial string            `json:"serial,omitempty"`
+	// GUID is the system GUID (SMBIOS system UUID) in lower-case
+	// 8-4-4-4-12 form, an identity fact the BMC reports (IPMI Get System
+	// GUID, Redfish UUID).
+	GUID     string `json:"guid,omitempty"`
+	Boot     Boot   `json:"boot"`
+	Playbook string `json:"playbook,omitempty"`
 	// SkipIdentityCheck opts the node out of the in-band identity interlock
 	// (DESIGN.md §6). Plan output shows it.
 	SkipIdentityCheck bool `json:"skip_identity_check,omitempty"`

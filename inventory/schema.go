@@ -40,6 +40,7 @@ const (
 	fSSHAgent
 	fMACs
 	fSerial
+	fGUID
 	fBootMode
 	fBootDisk
 	fPlaybook
@@ -148,6 +149,7 @@ func buildSchema() *schema {
 		),
 		leaf(fMACs, "macs", kStringList, func(n *Node) any { return &n.MACs }, checkMACs),
 		leaf(fSerial, "serial", kString, func(n *Node) any { return &n.Serial }, checkSerial),
+		leaf(fGUID, "guid", kString, func(n *Node) any { return &n.GUID }, checkGUID),
 		section("boot",
 			leaf(fBootMode, "mode", kEnum, func(n *Node) any { return &n.Boot.Mode }, nil, bootModes),
 			leaf(fBootDisk, "disk", kString, func(n *Node) any { return &n.Boot.Disk }, checkBootDisk),

@@ -8,6 +8,7 @@ package bmctest
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -37,6 +38,10 @@ type Target struct {
 	// Verify is the read-back level the peer supports faithfully
 	// (ipmi_sim: device-only).
 	Verify bmc.VerifyLevel
+	// SystemID is the machine identity the peer was configured to report
+	// (system GUID in RFC 4122 text, product serial). Every fact set here
+	// must be read back by SystemIdentity and match.
+	SystemID bmc.SystemID
 }
 
 // Timeout bounds each conformance step; power changes on ipmi_sim take ~1 s.
@@ -58,6 +63,7 @@ func Run(t *testing.T, newTarget func(t *testing.T) Target) {
 		{"PXEOnceIsStoredAndReadBack", testPXEOnce},
 		{"DiskOverride", testDiskOverride},
 		{"Identity", testIdentity},
+		{"SystemIdentityMatchesPeer", testSystemIdentity},
 		{"CloseTwiceIsSafe", testCloseTwice},
 		{"CancelledContextFailsFast", testCancelled},
 	}
@@ -198,6 +204,35 @@ func testIdentity(t *testing.T, ctx context.Context, tg Target, c bmc.Client) {
 	}
 	if id.Protocol != c.Protocol() || id.Protocol == "" {
 		t.Errorf("identity protocol %q, client protocol %q", id.Protocol, c.Protocol())
+	}
+}
+
+func testSystemIdentity(t *testing.T, ctx context.Context, tg Target, c bmc.Client) {
+	want := tg.SystemID
+	if want == (bmc.SystemID{}) {
+		t.Fatal("the target configures no system identity for its peer")
+	}
+	got, err := c.SystemIdentity(ctx)
+	if err != nil {
+		t.Fatalf("system identity: %v", err)
+	}
+	matched, err := bmc.MatchIdentity(want, got)
+	if err != nil {
+		t.Fatalf("peer configured as %+v, client read %+v: %v", want, got, err)
+	}
+	for fact, v := range map[string]string{"guid": want.GUID, "serial": want.Serial} {
+		if v != "" && !slices.Contains(matched, fact) {
+			t.Errorf("peer reports %s %q, client read %+v: not matched (matched %v)", fact, v, got, matched)
+		}
+	}
+	// Another machine's identity must not match what this BMC reports.
+	other := bmc.SystemID{Serial: want.Serial + "X"}
+	if g, ok := bmc.KnownGUID(want.GUID); ok {
+		g[15] ^= 0x5a
+		other.GUID = bmc.FormatGUID(g)
+	}
+	if _, err := bmc.MatchIdentity(other, got); !errors.Is(err, bmc.ErrIdentityMismatch) {
+		t.Errorf("another machine's identity %+v matched %+v: %v", other, got, err)
 	}
 }
 

@@ -43,6 +43,9 @@ func (s *stubClient) BootOverride(context.Context) (bmc.BootOverride, error) {
 func (s *stubClient) Identity(context.Context) (bmc.Identity, error) {
 	return bmc.Identity{Protocol: s.proto}, nil
 }
+func (s *stubClient) SystemIdentity(context.Context) (bmc.SystemID, error) {
+	return bmc.SystemID{}, nil
+}
 func (s *stubClient) Protocol() string            { return s.proto }
 func (s *stubClient) Close(context.Context) error { return nil }
 

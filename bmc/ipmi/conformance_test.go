@@ -13,13 +13,14 @@ import (
 
 func TestConformanceIPMISim(t *testing.T) {
 	bmctest.Run(t, func(t *testing.T) bmctest.Target {
-		sim := ipmisim.Start(t, ipmisim.Config{})
+		sim := ipmisim.Start(t, ipmisim.Config{Serial: "SIM0001"})
 		ep := endpoint(sim.Host(), sim.Port(), sim.Username(), sim.Password(),
 			bmc.Options{CipherSuites: []int{3}, Verify: bmc.VerifyDeviceOnly})
 		return bmctest.Target{
-			Open:    func(ctx context.Context) (bmc.Client, error) { return ipmi.Open(ctx, ep, testLogger(t)) },
-			Machine: sim,
-			Verify:  bmc.VerifyDeviceOnly,
+			Open:     func(ctx context.Context) (bmc.Client, error) { return ipmi.Open(ctx, ep, testLogger(t)) },
+			Machine:  sim,
+			Verify:   bmc.VerifyDeviceOnly,
+			SystemID: sim.SystemID(),
 		}
 	})
 }
@@ -28,7 +29,7 @@ func TestConformanceGoIPMI(t *testing.T) {
 	for _, suite := range []int{17, 3} {
 		t.Run("suite"+itoa(suite), func(t *testing.T) {
 			bmctest.Run(t, func(t *testing.T) bmctest.Target {
-				b := startBMC(t, ipmibmc.Config{})
+				b := startBMC(t, ipmibmc.Config{SystemGUID: "4c4c4544-0042-3510-8052-b7c04f4e3232", Serial: "CZJ1234ABC"})
 				ep := bmcEndpoint(b, bmc.Options{CipherSuites: []int{suite}})
 				t.Cleanup(func() { noSessionsLeft(t, b) })
 				return bmctest.Target{
@@ -41,8 +42,9 @@ func TestConformanceGoIPMI(t *testing.T) {
 						}
 						return c, err
 					},
-					Machine: b.Machine(),
-					Verify:  bmc.VerifyFull,
+					Machine:  b.Machine(),
+					Verify:   bmc.VerifyFull,
+					SystemID: b.SystemIdentity(),
 				}
 			})
 		})

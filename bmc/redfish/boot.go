@@ -187,6 +187,13 @@ func (c *client) SetBootOverride(ctx context.Context, o bmc.BootOverride) (bmc.B
 		!containsTarget(allowed, target) {
 		return fail(fmt.Errorf("%w: BootSourceOverrideTarget %s; the BMC allows %v", bmc.ErrUnsupported, target, allowed))
 	}
+	if allowed := s.enabledAllowed; len(allowed) > 0 && !contains(allowed, enabled) {
+		what := "BootSourceOverrideEnabled " + enabled
+		if enabled == enabledContinuous {
+			what = "a persistent override (BootSourceOverrideEnabled Continuous)"
+		}
+		return fail(fmt.Errorf("%w: %s; the BMC allows %v", bmc.ErrUnsupported, what, allowed))
+	}
 	want := bootFields{BootSourceOverrideTarget: target, BootSourceOverrideEnabled: enabled}
 	want.BootSourceOverrideMode, err = chooseMode(policy, mode, s, &res.Warnings)
 	if err != nil {
@@ -213,9 +220,11 @@ func (c *client) SetBootOverride(ctx context.Context, o bmc.BootOverride) (bmc.B
 		}
 		if alt != want {
 			c.log.Debug("boot PATCH refused, retrying with/without BootSourceOverrideMode", "sent", want.String(), "err", err)
+			refused := err // the BMC's answer to the first PATCH, kept for the error
 			if s, err = c.readSystem(ctx, api, op); err != nil {
 				return res, err
 			}
+			err = refused
 			err2 := c.patchBoot(ctx, api, s, alt)
 			if err2 == nil {
 				if want.BootSourceOverrideMode != "" {

@@ -32,8 +32,9 @@ func conformance(t *testing.T, cfg redfishbmc.Config, opts bmc.Options, retry bo
 		log := testLogger(t)
 		policy := bmc.RetryPolicy{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond, Retries: 5}
 		return bmctest.Target{
-			Machine: b.Machine(),
-			Verify:  bmc.VerifyFull,
+			Machine:  b.Machine(),
+			Verify:   bmc.VerifyFull,
+			SystemID: b.Machine().SystemID(),
 			Open: func(ctx context.Context) (bmc.Client, error) {
 				if !retry {
 					return redfish.Open(ctx, ep, log)

@@ -1,6 +1,7 @@
 package redfish
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -65,12 +66,14 @@ func (e *HTTPError) Error() string {
 // (zero when it gave none). The retry wrapper honours it.
 func (e *HTTPError) RetryAfter() time.Duration { return e.retryAfter }
 
-// Is makes 429 Too Many Requests and 503 Service Unavailable match
-// bmc.ErrBusy: the BMC refused the request without acting on it, so even a
-// power cycle may be sent again (bmc.WithRetry relies on this).
+// Is makes 429 Too Many Requests, 503 Service Unavailable and 409
+// Conflict (a BMC busy with a power transition or another operation)
+// match bmc.ErrBusy: the BMC refused the request without acting on it, so
+// even a power cycle may be sent again (bmc.WithRetry relies on this).
 func (e *HTTPError) Is(target error) bool {
 	return target == bmc.ErrBusy &&
-		(e.StatusCode == http.StatusTooManyRequests || e.StatusCode == http.StatusServiceUnavailable)
+		(e.StatusCode == http.StatusTooManyRequests || e.StatusCode == http.StatusServiceUnavailable ||
+			e.StatusCode == http.StatusConflict)
 }
 
 // temporaryStatus reports whether an HTTP status is worth retrying.
@@ -195,6 +198,9 @@ func (t *statusTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	if !temporaryStatus(resp.StatusCode) {
+		if req.Method == http.MethodPost && resp.Header.Get("X-Auth-Token") != "" && resp.Header.Get("Location") == "" {
+			sessionLocation(resp)
+		}
 		return resp, nil
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<10))
@@ -205,6 +211,26 @@ func (t *statusTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		StatusCode: resp.StatusCode,
 		Message:    redfishMessage(body),
 		retryAfter: parseRetryAfter(resp.Header.Get("Retry-After")),
+	}
+}
+
+// sessionLocation gives a login answer without a Location header the
+// session's @odata.id from its body as Location, so that gofish (which
+// reads only the header) knows the session to delete on logout. Some
+// BMCs omit the header; without this the session would leak. The body is
+// kept for the caller.
+func sessionLocation(resp *http.Response) {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return
+	}
+	var s struct {
+		ID string `json:"@odata.id"`
+	}
+	if json.Unmarshal(body, &s) == nil && strings.HasPrefix(s.ID, "/") {
+		resp.Header.Set("Location", s.ID)
 	}
 }
 
@@ -242,7 +268,7 @@ func classify(ctx context.Context, base, op string, err error) error {
 			return wrap(fmt.Errorf("%w: %w", bmc.ErrAuthentication, err))
 		case he.StatusCode == http.StatusNotImplemented:
 			return wrap(fmt.Errorf("%w: %w", bmc.ErrUnsupported, err))
-		case temporaryStatus(he.StatusCode):
+		case temporaryStatus(he.StatusCode), he.StatusCode == http.StatusConflict:
 			return bmc.Temporary(wrap(err))
 		default:
 			return wrap(err)

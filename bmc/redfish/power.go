@@ -41,15 +41,41 @@ func pick(allowed, prefs []string) string {
 // else ForceRestart, else PowerCycle, else ForceOff/GracefulShutdown,
 // wait until off, On. On when on and off when off do nothing. A 202 task
 // monitor is followed to completion.
+//
+// A machine in transition (PoweringOn, PoweringOff) is first waited for,
+// up to transitionWait: "on" while it powers off waits for Off and then
+// sends On. A Reset refused with 409 Conflict (a BMC busy with a
+// transition) is decided and sent again after the transition, at most
+// conflictRetries times; the error then matches bmc.ErrBusy.
 func (c *client) SetPower(ctx context.Context, action bmc.PowerAction) error {
 	op := "power " + string(action)
 	api, err := c.begin(ctx, op)
 	if err != nil {
 		return err
 	}
+	for attempt := 0; ; attempt++ {
+		err = c.setPower(ctx, api, op, action)
+		if statusOf(err) != http.StatusConflict || attempt >= conflictRetries || ctx.Err() != nil {
+			return err
+		}
+		c.log.Debug("reset refused with 409 Conflict: waiting for the transition", "err", err, "attempt", attempt+1)
+		if err := sleep(ctx, conflictWait); err != nil {
+			return &bmc.OpError{Op: op, BMC: c.base, Err: fmt.Errorf("waiting after 409 Conflict: %w", err)}
+		}
+	}
+}
+
+// setPower reads the system, waits out a transition, and sends what
+// action needs.
+func (c *client) setPower(ctx context.Context, api *gofish.APIClient, op string, action bmc.PowerAction) error {
 	s, err := c.readSystem(ctx, api, op)
 	if err != nil {
 		return err
+	}
+	if powerState(s.sys.PowerState).Transitional() {
+		if s, err = c.waitSettled(ctx, api, op, s); err != nil {
+			return err
+		}
 	}
 	state := powerState(s.sys.PowerState)
 	need := func(prefs []string) (string, error) {
@@ -135,6 +161,28 @@ func (c *client) reset(ctx context.Context, api *gofish.APIClient, sys *schemas.
 		}
 	}
 	return nil
+}
+
+// waitSettled polls while the system is in transition (PoweringOn,
+// PoweringOff), bounded by ctx and transitionWait, and returns the first
+// read that is not.
+func (c *client) waitSettled(ctx context.Context, api *gofish.APIClient, op string, s *system) (*system, error) {
+	deadline := time.Now().Add(transitionWait)
+	c.log.Debug("machine in transition: waiting", "state", s.sys.PowerState)
+	for powerState(s.sys.PowerState).Transitional() {
+		if time.Now().After(deadline) {
+			return nil, &bmc.OpError{Op: op, BMC: c.base, Err: fmt.Errorf(
+				"%w: system still %s after %v", bmc.ErrBusy, s.sys.PowerState, transitionWait)}
+		}
+		if err := sleep(ctx, powerPoll); err != nil {
+			return nil, &bmc.OpError{Op: op, BMC: c.base, Err: fmt.Errorf("waiting for %s to end: %w", s.sys.PowerState, err)}
+		}
+		var err error
+		if s, err = c.readSystem(ctx, api, op); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // waitPower polls until the system reports want, bounded by ctx and

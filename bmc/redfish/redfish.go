@@ -55,6 +55,13 @@ const (
 	// machine to go off; maxPowerWait bounds the wait when ctx has no deadline.
 	powerPoll    = 500 * time.Millisecond
 	maxPowerWait = 5 * time.Minute
+	// transitionWait bounds waiting for a PoweringOn/PoweringOff system
+	// to settle before a power action.
+	transitionWait = 2 * time.Minute
+	// conflictRetries is how often a Reset refused with 409 Conflict is
+	// decided and sent again, conflictWait apart.
+	conflictRetries = 3
+	conflictWait    = time.Second
 )
 
 // client is an open connection to one Redfish service.
@@ -114,10 +121,18 @@ func Open(ctx context.Context, ep bmc.Endpoint, log *slog.Logger) (bmc.Client, e
 	}
 	c := &client{api: api, httpc: httpc, base: base, opts: ep.Options, log: log}
 	if ep.Options.RedfishSession {
-		if s, err := api.GetSession(); err == nil {
-			c.sess = s
+		s, err := api.GetSession()
+		if err != nil || s.ID == "" {
+			// Neither a Location header nor an @odata.id in the login
+			// answer: the session cannot be deleted. Refuse it rather
+			// than work in a session that leaks a slot on every run.
+			httpc.CloseIdleConnections()
+			log.Warn("redfish session cannot be logged out: the BMC did not say where it is; it stays open until the BMC times it out")
+			return nil, &bmc.OpError{Op: "connect", BMC: base, Err: fmt.Errorf(
+				"%w: the BMC's session login gave no session URI (no Location header, no @odata.id), so the session could not be logged out; unset redfish_session to use basic auth", bmc.ErrUnsupported)}
 		}
-		log.Debug("redfish session opened")
+		c.sess = s
+		log.Debug("redfish session opened", "session", s.ID)
 	}
 	if err := c.resolveSystem(ctx, ep.SystemPath); err != nil {
 		_ = c.Close(ctx)
@@ -282,11 +297,13 @@ func listSystems(api *gofish.APIClient) ([]string, error) {
 // system is one read of the ComputerSystem with what gofish does not
 // decode.
 type system struct {
-	sys          *schemas.ComputerSystem
-	etag         string
-	hasMode      bool     // Boot lists BootSourceOverrideMode
-	modeAllowed  []string // BootSourceOverrideMode@Redfish.AllowableValues
-	resetAllowed []string
+	sys         *schemas.ComputerSystem
+	etag        string
+	hasMode     bool     // Boot lists BootSourceOverrideMode
+	modeAllowed []string // BootSourceOverrideMode@Redfish.AllowableValues
+	// enabledAllowed is BootSourceOverrideEnabled@Redfish.AllowableValues.
+	enabledAllowed []string
+	resetAllowed   []string
 }
 
 func (c *client) readSystem(ctx context.Context, api *gofish.APIClient, op string) (*system, error) {
@@ -307,6 +324,9 @@ func (c *client) readSystem(ctx context.Context, api *gofish.APIClient, op strin
 		}
 		if m, ok := raw.Boot["BootSourceOverrideMode@Redfish.AllowableValues"]; ok {
 			_ = json.Unmarshal(m, &s.modeAllowed)
+		}
+		if m, ok := raw.Boot["BootSourceOverrideEnabled@Redfish.AllowableValues"]; ok {
+			_ = json.Unmarshal(m, &s.enabledAllowed)
 		}
 	}
 	types, err := sys.GetSupportedResetTypes()
@@ -333,11 +353,16 @@ func (c *client) PowerState(ctx context.Context) (bmc.PowerState, error) {
 	return powerState(s.sys.PowerState), nil
 }
 
-// powerState maps Redfish PowerState; transitional states count as on
-// (the machine still draws power, or is coming up).
+// powerState maps Redfish PowerState. PoweringOn and PoweringOff are
+// their own states (a power action waits for them to end); Paused counts
+// as on (the machine draws power).
 func powerState(p schemas.PowerState) bmc.PowerState {
 	switch p {
-	case schemas.OnPowerState, schemas.PoweringOnPowerState, schemas.PoweringOffPowerState, "Paused":
+	case schemas.PoweringOnPowerState:
+		return bmc.PowerPoweringOn
+	case schemas.PoweringOffPowerState:
+		return bmc.PowerPoweringOff
+	case schemas.OnPowerState, "Paused":
 		return bmc.PowerOn
 	case schemas.OffPowerState:
 		return bmc.PowerOff

@@ -53,7 +53,8 @@ the landing endpoint answers.
 Models: ipmi (honours a PXE override), hp-dl360-g7 (accepts the override and ignores it; boots
 the network only when its boot sector is blank), redfish, uefi (needs BootNext or the EFI bit),
 flaky (its BMC loses and delays datagrams), dead-bmc (never answers), wrong-identity (its OS is
-another machine: the identity check must stop it).
+another machine: the identity check must stop it), wrong-bmc (its BMC answers for another
+machine: another system GUID and serial).
 
 Written next to the inventory: reprov.yaml (inventory, state_dir, landing.listen and landing.url
 on a free 127.0.0.1 port), the BMC password (file: reference, mode 0600), the controller's SSH

@@ -78,6 +78,12 @@ func (l *Lab) newIPMIBackend(n *Node) (*ipmiBackend, error) {
 		Username:    bmcUsername,
 		Password:    l.password,
 		InitiallyOn: !l.cfg.PoweredOff,
+		SystemGUID:  n.guid,
+		Serial:      n.serial,
+	}
+	if n.model == ModelWrongBMC {
+		// The BMC at this node's address manages another machine.
+		cfg.SystemGUID, cfg.Serial = n.wrongBMCSystemID()
 	}
 	switch n.model {
 	case ModelDL360G7, ModelWrongIdentity:
@@ -210,6 +216,7 @@ func (l *Lab) newRedfishBackend(n *Node) (*redfishBackend, error) {
 		Manufacturer: "reprov lab",
 		Model:        "Redfish Lab Server",
 		SerialNumber: n.serial,
+		UUID:         n.guid,
 		MACAddress:   n.bmcMAC(),
 	}
 	b, err := redfishbmc.Start(l.ctx, cfg)

@@ -24,7 +24,7 @@ var ErrForeignConfig = errors.New("reprov.yaml exists and was not written by the
 
 // Inventory is the lab's inventory: every node with its BMC (password
 // as a file: reference), its SSH endpoint (the lab's controller key and
-// known_hosts), MAC, serial, boot mode and playbook.
+// known_hosts), MAC, serial, system GUID, boot mode and playbook.
 func (l *Lab) Inventory() *inventory.Inventory {
 	inv := &inventory.Inventory{Source: l.files.Inventory, Nodes: make([]inventory.Node, 0, len(l.nodes))}
 	for _, n := range l.nodes {
@@ -141,6 +141,7 @@ func (l *Lab) inventoryYAML() []byte {
 		fmt.Fprintf(&b, "    ssh: {address: %s, port: %d}\n", in.SSH.Address, in.SSH.Port)
 		fmt.Fprintf(&b, "    macs: [%s]\n", q(n.mac))
 		fmt.Fprintf(&b, "    serial: %s\n", in.Serial)
+		fmt.Fprintf(&b, "    guid: %s\n", in.GUID)
 		fmt.Fprintf(&b, "    boot: {mode: %s}\n", in.Boot.Mode)
 		fmt.Fprintf(&b, "    playbook: %s\n", in.Playbook)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/bougou/go-ipmi/pkg/types"
 
 	"github.com/reprov/reprov/agent/audit"
+	agentfleet "github.com/reprov/reprov/agent/fleet"
 	"github.com/reprov/reprov/agent/inband"
 	"github.com/reprov/reprov/agent/inband/host"
 	"github.com/reprov/reprov/agent/inband/sshx"
@@ -716,7 +717,8 @@ func TestWriteFiles(t *testing.T) {
 	for _, m := range fleet.Models() {
 		every = append(every, fleet.ModelCount{Model: m, Count: 1})
 	}
-	every[0].Count = 2 // 8 nodes
+	every[0].Count = 2 // one more node than models
+	nodes := len(fleet.Models()) + 1
 	l := startLab(t, fleet.Config{Dir: dir, Mix: every, PoweredOff: true})
 	files, err := l.WriteFiles(filepath.Join(dir, "fleet.yaml"))
 	if err != nil {
@@ -726,8 +728,8 @@ func TestWriteFiles(t *testing.T) {
 	if err != nil {
 		t.Fatalf("inventory does not load: %v", err)
 	}
-	if len(inv.Nodes) != 8 {
-		t.Errorf("%d nodes, want 8", len(inv.Nodes))
+	if len(inv.Nodes) != nodes {
+		t.Errorf("%d nodes, want %d", len(inv.Nodes), nodes)
 	}
 	for _, w := range warnings {
 		t.Errorf("warning: %s", w)
@@ -735,7 +737,7 @@ func TestWriteFiles(t *testing.T) {
 	want := l.Inventory()
 	for i, got := range inv.Nodes {
 		w := want.Nodes[i]
-		if got.Name != w.Name || got.BMC.Address != w.BMC.Address || got.SSH.Port != w.SSH.Port || got.Serial != w.Serial ||
+		if got.Name != w.Name || got.BMC.Address != w.BMC.Address || got.SSH.Port != w.SSH.Port || got.Serial != w.Serial || got.GUID != w.GUID || w.GUID == "" ||
 			got.Playbook != w.Playbook || got.Boot.Mode != w.Boot.Mode || got.BMC.Options.CAFile != w.BMC.Options.CAFile ||
 			got.SSH.KnownHosts != files.KnownHosts || got.SSH.Identity != files.Identity || got.BMC.Password.Ref() != "file:"+files.BMCPassword {
 			t.Errorf("node %d: file has %+v, lab %+v", i, got, w)
@@ -765,8 +767,8 @@ func TestWriteFiles(t *testing.T) {
 		t.Error("the BMC password is written in the inventory or config")
 	}
 	kh, _ := os.ReadFile(files.KnownHosts)
-	if got := strings.Count(string(kh), "\n"); got != 8 {
-		t.Errorf("known_hosts has %d lines, want 8", got)
+	if got := strings.Count(string(kh), "\n"); got != nodes {
+		t.Errorf("known_hosts has %d lines, want %d", got, nodes)
 	}
 	// Rewriting is fine; a reprov.yaml of someone else's is not touched.
 	if _, err := l.WriteFiles(filepath.Join(dir, "fleet.yaml")); err != nil {
@@ -841,5 +843,59 @@ func TestCloseReleasesEverything(t *testing.T) {
 			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestBMCsReportNodeIdentity opens every model's BMC (except the dead one)
+// the way reprov does and compares its system identity with the
+// inventory: it matches, except on the wrong-bmc node, whose BMC answers
+// for another machine.
+func TestBMCsReportNodeIdentity(t *testing.T) {
+	l := startLab(t, fleet.Config{PoweredOff: true, Mix: []fleet.ModelCount{
+		{Model: fleet.ModelIPMI, Count: 1}, {Model: fleet.ModelRedfish, Count: 1}, {Model: fleet.ModelDL360G7, Count: 1},
+		{Model: fleet.ModelWrongBMC, Count: 1},
+	}})
+	lim := bmc.NewLimiter(nil)
+	for _, n := range l.Nodes() {
+		t.Run(n.Name(), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			in := n.InventoryNode()
+			if in.GUID != n.GUID() || !bmc.ValidGUID(in.GUID) {
+				t.Fatalf("inventory GUID %q, node GUID %q", in.GUID, n.GUID())
+			}
+			c, _, err := agentfleet.OpenBMC(ctx, in, lim, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(context.Background())
+			got, err := c.SystemIdentity(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != n.BMCSystemID() {
+				t.Errorf("client reads %+v, the lab BMC reports %+v", got, n.BMCSystemID())
+			}
+			matched, err := bmc.MatchIdentity(bmc.SystemID{GUID: in.GUID, Serial: in.Serial}, got)
+			if n.Model() == fleet.ModelWrongBMC {
+				var me *bmc.IdentityMismatchError
+				if !errors.As(err, &me) || len(me.Mismatches) != 2 {
+					t.Fatalf("wrong-bmc node: matched %v, %v; want guid and serial to differ", matched, err)
+				}
+				return
+			}
+			if err != nil || len(matched) != 2 {
+				t.Errorf("matched %v, %v; want guid and serial", matched, err)
+			}
+		})
+	}
+	// Any node's BMC can be made to answer for another machine.
+	n := l.NodesOf(fleet.ModelIPMI)[0]
+	other := l.NodesOf(fleet.ModelRedfish)[0]
+	if err := n.SetBMCSystemID(bmc.SystemID{GUID: other.GUID(), Serial: other.Serial()}); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.BMCSystemID(); got.GUID != other.GUID() || got.Serial != other.Serial() {
+		t.Errorf("after SetBMCSystemID the BMC reports %+v", got)
 	}
 }

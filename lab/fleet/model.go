@@ -36,11 +36,17 @@ const (
 	// its SSH address reports another DMI serial and another BMC address
 	// than the inventory has: the identity interlock must stop it.
 	ModelWrongIdentity Model = "wrong-identity"
+	// ModelWrongBMC is an ipmi board whose BMC answers for another
+	// machine: it reports another system GUID and product serial than the
+	// inventory has (as when two nodes' bmc.address are swapped). Its OS
+	// is the right one. The out-of-band identity check must stop it
+	// before any power action.
+	ModelWrongBMC Model = "wrong-bmc"
 )
 
 // Models lists every model, in the order summaries show them.
 func Models() []Model {
-	return []Model{ModelIPMI, ModelDL360G7, ModelRedfish, ModelUEFI, ModelFlaky, ModelDeadBMC, ModelWrongIdentity}
+	return []Model{ModelIPMI, ModelDL360G7, ModelRedfish, ModelUEFI, ModelFlaky, ModelDeadBMC, ModelWrongIdentity, ModelWrongBMC}
 }
 
 // Valid reports whether m is a known model.
@@ -70,6 +76,8 @@ func (m Model) namePrefix() string {
 		return "deadbmc"
 	case ModelWrongIdentity:
 		return "wrongid"
+	case ModelWrongBMC:
+		return "wrongbmc"
 	}
 	return string(m)
 }

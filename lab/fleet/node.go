@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/reprov/reprov/agent/inband/host"
+	"github.com/reprov/reprov/bmc"
 	"github.com/reprov/reprov/inventory"
 	"github.com/reprov/reprov/lab/ipmibmc"
 	"github.com/reprov/reprov/lab/redfishbmc"
@@ -95,6 +96,7 @@ type Node struct {
 	mac          string
 	serial       string
 	inbandSerial string
+	guid         string // system GUID (inventory and the BMC)
 	hostKey      ssh.Signer
 	disk         *vdisk
 	fs           *vfs
@@ -130,6 +132,7 @@ func (l *Lab) newNode(i, k int, name, rack string, m Model) (*Node, error) {
 		n.serial = fmt.Sprintf("LAB%07d", i+1)
 	}
 	n.inbandSerial = n.serial
+	n.guid = fmt.Sprintf("5eed1ab0-%04x-4000-8000-%012x", l.subnet, i+1)
 	if m == ModelWrongIdentity {
 		n.inbandSerial = fmt.Sprintf("CZX%07d", 9000000+i+1)
 	}
@@ -183,6 +186,12 @@ func (n *Node) wrongBMCIP() netip.Addr {
 	return netip.AddrFrom4([4]byte{127, 254, byte(n.idx / 250), byte(2 + n.idx%250)})
 }
 
+// wrongBMCSystemID is the identity a wrong-bmc node's BMC reports: another
+// machine's GUID and serial.
+func (n *Node) wrongBMCSystemID() (guid, serial string) {
+	return fmt.Sprintf("badb0c00-%04x-4000-8000-%012x", n.lab.subnet, n.idx+1), fmt.Sprintf("CZW%07d", 9000000+n.idx+1)
+}
+
 func (n *Node) bmcMAC() string {
 	a := n.ip.As4()
 	return fmt.Sprintf("02:00:%02x:%02x:%02x:%02x", a[0], a[1], a[2], a[3])
@@ -223,6 +232,28 @@ func (n *Node) MAC() string { return n.mac }
 // Serial is the node's inventory serial (the wrong-identity model's OS
 // reports another).
 func (n *Node) Serial() string { return n.serial }
+
+// GUID is the node's inventory system GUID; its BMC reports it (the
+// wrong-bmc model's BMC reports another, see BMCSystemID).
+func (n *Node) GUID() string { return n.guid }
+
+// BMCSystemID is the machine identity the node's BMC reports now.
+func (n *Node) BMCSystemID() bmc.SystemID {
+	if n.redfish != nil {
+		return n.redfish.bmc.Machine().SystemID()
+	}
+	return n.ipmi.bmc.SystemIdentity()
+}
+
+// SetBMCSystemID makes the node's BMC report another machine's identity
+// (or its own again): guid in 8-4-4-4-12 text, serial "" for none.
+func (n *Node) SetBMCSystemID(id bmc.SystemID) error {
+	if n.redfish != nil {
+		n.redfish.bmc.Machine().SetSystemIdentity(id.GUID, id.Serial)
+		return nil
+	}
+	return n.ipmi.bmc.SetSystemIdentity(id.GUID, id.Serial)
+}
 
 // IP is the node's loopback address (SSH and, unless flaky, the BMC).
 func (n *Node) IP() netip.Addr { return n.ip }
@@ -294,6 +325,7 @@ func (n *Node) InventoryNode() inventory.Node {
 		},
 		MACs:     []string{n.mac},
 		Serial:   n.serial,
+		GUID:     n.guid,
 		Boot:     inventory.Boot{Mode: "legacy"},
 		Playbook: n.playbook,
 	}

@@ -2,7 +2,8 @@
 // test peer and a building block of reprov's simulated fleet: an IPMI 2.0
 // (RMCP+) BMC on a loopback UDP address whose HAL models a machine — power
 // on/off/cycle/reset, the boot override with its 60 s timeout and one-time
-// consumption at the next boot, identity (Get Device ID, GUID) and the BMC's
+// consumption at the next boot, identity (Get Device ID, GUID, Get System
+// GUID and FRU 0's product serial) and the BMC's
 // LAN configuration (IP, MAC) — plus fault knobs (never answer, answer busy)
 // and packet counters.
 //
@@ -78,8 +79,20 @@ type Config struct {
 	ProductID      uint16
 	FirmwareMajor  uint8
 	FirmwareMinor  uint8
-	// GUID is the BMC's GUID; zero picks a random one.
+	// GUID is the BMC's GUID (Get Device GUID, and the session
+	// handshake's); zero picks a random one.
 	GUID [16]byte
+	// SystemGUID is the managed system's GUID that Get System GUID
+	// reports, in 8-4-4-4-12 text (RFC 4122 order); all zeros reports
+	// "not set". Default: GUID's bytes.
+	SystemGUID string
+	// SystemGUIDRFCOrder sends the system GUID in RFC 4122 byte order
+	// instead of the SMBIOS order most BMCs use (first three fields
+	// little-endian).
+	SystemGUIDRFCOrder bool
+	// Serial is the product serial of FRU 0's product info area; empty
+	// means the BMC has no FRU inventory (Read FRU Data is refused).
+	Serial string
 	// InitiallyOn starts the machine powered on (without a boot).
 	InitiallyOn bool
 	// PowerCycleDelay is how long a power cycle keeps the machine off;
@@ -114,6 +127,7 @@ type BMC struct {
 	state   *gobmc.BMC
 	srv     *server.Server
 	conn    *countingConn
+	ident   *identityState
 
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -187,9 +201,18 @@ func startOn(ctx context.Context, cfg Config, uc *net.UDPConn) (*BMC, error) {
 		}
 	}
 
+	cfg.GUID = guid
+	si, err := newSystemIdentity(cfg.SystemGUID, guid, cfg.SystemGUIDRFCOrder, cfg.Serial)
+	if err != nil {
+		return nil, err
+	}
+	ident := &identityState{}
+	ident.cur.Store(si)
+
 	m := newMachine(cfg)
 	f := &Faults{}
-	h := &machineHAL{chassis: chassisHAL{m: m, faults: f}, network: &networkHAL{cfg: ipc}}
+	h := &machineHAL{chassis: chassisHAL{m: m, faults: f}, network: &networkHAL{cfg: ipc},
+		storage: storageHAL{fru: fruStore{s: ident}}}
 	info := gobmc.DeviceInfo{
 		DeviceID:       0x20,
 		DeviceRevision: 1,
@@ -220,7 +243,7 @@ func startOn(ctx context.Context, cfg Config, uc *net.UDPConn) (*BMC, error) {
 	}
 
 	reg := handlers.NewRegistry()
-	reg.Use(middleware(m, f, cfg.BootFlagTimeoutUnsupported))
+	reg.Use(middleware(m, f, ident, cfg.BootFlagTimeoutUnsupported))
 	handlers.RegisterAllHandlers(reg)
 
 	conn := &countingConn{Conn: udp.Wrap(uc), local: local, faults: f}
@@ -235,6 +258,7 @@ func startOn(ctx context.Context, cfg Config, uc *net.UDPConn) (*BMC, error) {
 		state:   state,
 		srv:     srv,
 		conn:    conn,
+		ident:   ident,
 		cancel:  cancel,
 		done:    make(chan struct{}),
 	}
@@ -410,9 +434,10 @@ func (c *countingConn) LocalAddr() net.Addr { return c.local }
 func sameCommand(a, b types.Command) bool { return a.ID == b.ID && a.NetFn == b.NetFn }
 
 // middleware adds what go-ipmi's handlers leave to the HAL's owner: boot
-// parameter 3 (valid bit clearing) reaches the machine, BMC Cold Reset
+// parameter 3 (valid bit clearing) reaches the machine, Get System GUID
+// (which go-ipmi's server lacks) reports the system identity, BMC Cold Reset
 // restarts only the (simulated) BMC, and the busy fault.
-func middleware(m *Machine, f *Faults, param3Unsupported bool) handlers.Middleware {
+func middleware(m *Machine, f *Faults, ident *identityState, param3Unsupported bool) handlers.Middleware {
 	return func(next handlers.Handler) handlers.Handler {
 		return handlers.HandlerFunc(func(ctx context.Context, hctx *handlers.HandlerContext, req []byte) ([]byte, types.CompletionCode, error) {
 			cmd := hctx.Command
@@ -420,6 +445,8 @@ func middleware(m *Machine, f *Faults, param3Unsupported bool) handlers.Middlewa
 				return nil, types.CodeNodeBusy, nil
 			}
 			switch {
+			case sameCommand(cmd, types.CommandGetSystemGUID):
+				return ident.handleGetSystemGUID(), types.CodeOK, nil
 			case sameCommand(cmd, types.CommandColdReset) && hctx.Session != nil:
 				// BMC Cold Reset resets the BMC, not the host; go-ipmi
 				// routes it to the HAL's ColdReset (the host hard reset).

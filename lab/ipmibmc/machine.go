@@ -394,11 +394,12 @@ func (n *networkHAL) SetConfig(_ context.Context, c *hal.IPConfig) error {
 type machineHAL struct {
 	chassis chassisHAL
 	network *networkHAL
+	storage storageHAL
 }
 
 func (h *machineHAL) Chassis() hal.ChassisHAL { return h.chassis }
 func (h *machineHAL) Sensors() hal.SensorHAL  { return nil }
-func (h *machineHAL) Storage() hal.StorageHAL { return nil }
+func (h *machineHAL) Storage() hal.StorageHAL { return h.storage }
 func (h *machineHAL) Network() hal.NetworkHAL { return h.network }
 func (h *machineHAL) GPIO() hal.GPIOHAL       { return nil }
 func (h *machineHAL) I2C() hal.I2CHAL         { return nil }

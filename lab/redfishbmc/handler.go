@@ -271,12 +271,15 @@ func (b *BMC) systemLocked(m *Machine, q Quirks) (obj, string) {
 	power := "Off"
 	if m.powered {
 		power = "On"
+		if q.ReportTransitions && m.shuttingDownLocked() {
+			power = "PoweringOff"
+		}
 	}
 	boot := obj{
 		"BootSourceOverrideTarget":                          m.boot.Target,
 		"BootSourceOverrideTarget@Redfish.AllowableValues":  b.cfg.BootTargets,
 		"BootSourceOverrideEnabled":                         m.boot.Enabled,
-		"BootSourceOverrideEnabled@Redfish.AllowableValues": []string{EnabledDisabled, EnabledOnce, EnabledContinuous},
+		"BootSourceOverrideEnabled@Redfish.AllowableValues": enabledValues(q),
 	}
 	if !b.cfg.NoBootMode {
 		boot["BootSourceOverrideMode"] = m.boot.Mode
@@ -284,12 +287,8 @@ func (b *BMC) systemLocked(m *Machine, q Quirks) (obj, string) {
 			boot["BootSourceOverrideMode@Redfish.AllowableValues"] = b.cfg.BootModes
 		}
 	}
-	serial := b.cfg.SerialNumber
-	if m != b.machines[0] {
-		serial += "-" + m.id
-	}
 	etag := m.etagLocked()
-	return obj{
+	sys := obj{
 		"@odata.id":    path,
 		"@odata.type":  "#ComputerSystem.v1_20_0.ComputerSystem",
 		"@odata.etag":  etag,
@@ -298,7 +297,6 @@ func (b *BMC) systemLocked(m *Machine, q Quirks) (obj, string) {
 		"SystemType":   "Physical",
 		"Manufacturer": b.cfg.Manufacturer,
 		"Model":        b.cfg.Model,
-		"SerialNumber": serial,
 		"BiosVersion":  b.cfg.BIOSVersion,
 		"PowerState":   power,
 		"Status":       obj{"State": "Enabled", "Health": "OK"},
@@ -308,7 +306,22 @@ func (b *BMC) systemLocked(m *Machine, q Quirks) (obj, string) {
 			"ResetType@Redfish.AllowableValues": b.cfg.ResetTypes,
 		}},
 		"Links": obj{"ManagedBy": []obj{link(managerPath)}},
-	}, etag
+	}
+	if m.uuid != "" {
+		sys["UUID"] = m.uuid
+	}
+	if m.serial != "" {
+		sys["SerialNumber"] = m.serial
+	}
+	return sys, etag
+}
+
+// enabledValues is BootSourceOverrideEnabled's allowable values.
+func enabledValues(q Quirks) []string {
+	if q.EnabledOnceOnly {
+		return []string{EnabledDisabled, EnabledOnce}
+	}
+	return []string{EnabledDisabled, EnabledOnce, EnabledContinuous}
 }
 
 // normETag strips a weak prefix and quotes for comparison.
@@ -414,6 +427,9 @@ func (b *BMC) applyPatch(cur BootSettings, body map[string]any, q Quirks) (BootS
 		if k != "Boot" {
 			return cur, http.StatusBadRequest, "Base.1.8.PropertyNotWritable", "The property " + k + " is read-only or unknown."
 		}
+		if q.BootReadOnly {
+			return cur, http.StatusBadRequest, "Base.1.12.PropertyNotWritable", "The property Boot is a read-only property and cannot be assigned a value."
+		}
 		boot, ok := v.(map[string]any)
 		if !ok {
 			return cur, http.StatusBadRequest, "Base.1.8.PropertyValueTypeError", "Boot must be an object."
@@ -434,7 +450,7 @@ func (b *BMC) applyPatch(cur BootSettings, body map[string]any, q Quirks) (BootS
 				}
 				next.Target, sawOverride = s, true
 			case "BootSourceOverrideEnabled":
-				allowed := []string{EnabledDisabled, EnabledOnce, EnabledContinuous}
+				allowed := enabledValues(q)
 				if !slices.Contains(allowed, s) {
 					return cur, http.StatusBadRequest, "Base.1.8.PropertyValueNotInList", fmt.Sprintf("The value %q for BootSourceOverrideEnabled is not in the list of acceptable values %v.", s, allowed)
 				}
@@ -487,6 +503,15 @@ func (b *BMC) resetSystem(w http.ResponseWriter, r *http.Request, m *Machine) {
 		w.Header().Set("Location", monitorsPath+"/"+t.id)
 		writeJSON(w, http.StatusAccepted, taskBody(t.id, false), "")
 		return
+	}
+	if b.Quirks().ConflictDuringTransition {
+		m.mu.Lock()
+		busy := m.shuttingDownLocked()
+		m.mu.Unlock()
+		if busy {
+			writeError(w, http.StatusConflict, "Base.1.8.ResourceInUse", "The change could not be made because the system is powering off.")
+			return
+		}
 	}
 	m.reset(rt, b.cfg.GracefulShutdownDelay)
 	w.WriteHeader(http.StatusNoContent)
@@ -642,9 +667,16 @@ func (b *BMC) login(w http.ResponseWriter, r *http.Request) {
 	s := &session{id: strconv.Itoa(b.nextID), token: randomHex(16), user: body.UserName}
 	b.sessions[s.id] = s
 	b.mu.Unlock()
+	q := b.Quirks()
 	w.Header().Set("X-Auth-Token", s.token)
-	w.Header().Set("Location", sessionsPath+"/"+s.id)
-	writeJSON(w, http.StatusCreated, sessionBody(s), "")
+	if !q.SessionNoLocation && !q.SessionNoURI {
+		w.Header().Set("Location", sessionsPath+"/"+s.id)
+	}
+	answer := sessionBody(s)
+	if q.SessionNoURI {
+		delete(answer, "@odata.id")
+	}
+	writeJSON(w, http.StatusCreated, answer, "")
 }
 
 func (b *BMC) serveSession(w http.ResponseWriter, r *http.Request, id string) {

@@ -79,6 +79,8 @@ type Machine struct {
 	gen      uint64 // ETag generation; bumped on every change
 	hook     func(PowerEvent)
 	offTimer *time.Timer
+	uuid     string // ComputerSystem UUID
+	serial   string // ComputerSystem SerialNumber
 }
 
 func newMachine(id string, boot BootSettings, hook func(PowerEvent)) *Machine {
@@ -108,6 +110,23 @@ func (m *Machine) BootDevice() bmc.BootDevice {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.boot.Device()
+}
+
+// SystemID is the identity the system reports (UUID, SerialNumber).
+func (m *Machine) SystemID() bmc.SystemID {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return bmc.SystemID{GUID: m.uuid, Serial: m.serial}
+}
+
+// SetSystemIdentity changes the UUID and SerialNumber the system reports
+// (a BMC answering for another machine; "" leaves the property out, as a
+// BMC that cannot tell does).
+func (m *Machine) SetSystemIdentity(uuid, serial string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.uuid, m.serial = uuid, serial
+	m.gen++
 }
 
 // Boot returns the stored override in Redfish terms.
@@ -196,6 +215,14 @@ func (m *Machine) stopOffTimerLocked() {
 		m.offTimer = nil
 	}
 }
+
+// BeginShutdown starts an orderly shutdown of a machine that is on (its
+// OS shutting down): it powers off after d. Until then the system reads
+// PoweringOff when Quirks.ReportTransitions is on.
+func (m *Machine) BeginShutdown(d time.Duration) { m.reset("GracefulShutdown", d) }
+
+// shuttingDown reports whether a shutdown is under way; the caller holds m.mu.
+func (m *Machine) shuttingDownLocked() bool { return m.offTimer != nil }
 
 // reset applies a Redfish ResetType. Restart types on an off machine
 // power it on.

@@ -85,6 +85,26 @@ type Quirks struct {
 	// StormRetryAfter is sent as Retry-After in whole seconds, rounded
 	// up ("0" when zero).
 	StormRetryAfter time.Duration
+	// ReportTransitions reports PowerState PoweringOff while a shutdown
+	// is under way (GracefulShutdown with GracefulShutdownDelay, or
+	// Machine.BeginShutdown) instead of On.
+	ReportTransitions bool
+	// ConflictDuringTransition answers 409 Conflict to a Reset while a
+	// shutdown is under way (many BMCs refuse actions mid-transition).
+	ConflictDuringTransition bool
+	// EnabledOnceOnly lists BootSourceOverrideEnabled's allowable values
+	// as [Disabled, Once] and answers 400 to Continuous (BMCs without
+	// persistent overrides).
+	EnabledOnceOnly bool
+	// BootReadOnly answers 400 PropertyNotWritable to every PATCH of Boot
+	// (iDRAC 10: boot settings live in @Redfish.Settings).
+	BootReadOnly bool
+	// SessionNoLocation answers a login without a Location header; the
+	// body still carries the session's @odata.id.
+	SessionNoLocation bool
+	// SessionNoURI answers a login with neither a Location header nor an
+	// @odata.id in the body.
+	SessionNoURI bool
 }
 
 // Config describes one test BMC. The zero value is a working BMC on
@@ -141,6 +161,10 @@ type Config struct {
 	BIOSVersion     string
 	FirmwareVersion string
 	MACAddress      string
+	// UUID is the first system's UUID; systems after it get the same UUID
+	// with the last 4 hex digits replaced by their index. Default:
+	// "7c2e6c1a-4b0e-4a8e-9f5c-" followed by the port in 12 hex digits.
+	UUID string
 	// IPAddress is the manager's reported IPv4 address (default: the
 	// listen host).
 	IPAddress string
@@ -223,8 +247,19 @@ func Start(ctx context.Context, cfg Config) (*BMC, error) {
 	for _, id := range cfg.Systems {
 		b.machines = append(b.machines, newMachine(id, cfg.Boot, cfg.OnPower))
 	}
-	for _, m := range b.machines {
+	for i, m := range b.machines {
 		m.powered = cfg.Powered
+		m.uuid = cfg.UUID
+		if m.uuid == "" {
+			m.uuid = fmt.Sprintf("7c2e6c1a-4b0e-4a8e-9f5c-%012x", b.port)
+		}
+		m.serial = cfg.SerialNumber
+		if i > 0 {
+			m.serial += "-" + m.id
+			if len(m.uuid) == 36 {
+				m.uuid = m.uuid[:32] + fmt.Sprintf("%04x", i)
+			}
+		}
 	}
 
 	scheme := "https"
