@@ -712,3 +712,39 @@ post_hooks: ['echo "post $REPROV_NODE $REPROV_RESULT $REPROV_REASON" >> %[1]s']
 		t.Errorf("hook log %q: missing %v", lines, want)
 	}
 }
+
+// TestBMCForAnotherMachineStopsTheNode: the node's BMC answers for another
+// machine (its system GUID and serial are another node's) while the node's
+// own OS is the right one. Before any power action the precheck compares
+// the BMC's GUID with the inventory: the node stops untouched.
+func TestBMCForAnotherMachineStopsTheNode(t *testing.T) {
+	r := newRig(t, rigOpts{mix: []labfleet.ModelCount{{Model: labfleet.ModelWrongBMC, Count: 1}, {Model: labfleet.ModelIPMI, Count: 1}}})
+	ctx := ctxT(t, time.Minute)
+	rep, err := r.engine(nil).Reinstall(ctx, r.nodes, agent.RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range rep.Results {
+		n := r.lab.Node(res.Node)
+		switch n.Model() {
+		case labfleet.ModelWrongBMC:
+			if res.Status != fleet.StatusFailed || res.Reason != agent.ReasonBMCIdentity || !strings.Contains(res.Error, "guid") {
+				t.Errorf("%s: %s %q (%s), want failed %q naming the GUID", res.Node, res.Status, res.Reason, res.Error, agent.ReasonBMCIdentity)
+			}
+			if s := n.Status(); s.BootCount != 0 || !n.Bootable() {
+				t.Errorf("%s: booted %d times, bootable %t: want untouched", res.Node, s.BootCount, n.Bootable())
+			}
+		default:
+			if res.Status != fleet.StatusOK {
+				t.Errorf("%s: %s (%s), want landed", res.Node, res.Status, res.Error)
+			}
+		}
+	}
+	for _, rec := range checkAudit(t, filepath.Join(r.stateDir, "audit.jsonl")) {
+		n := r.lab.Node(rec.Node)
+		changes := strings.HasPrefix(rec.Action, agent.ActionPowerPrefix) || rec.Action == agent.ActionSetBootOverride || rec.Action == inband.ActionWipe
+		if n != nil && n.Model() == labfleet.ModelWrongBMC && changes {
+			t.Errorf("a change to the node whose BMC is another machine's: %+v", rec)
+		}
+	}
+}

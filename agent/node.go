@@ -532,17 +532,20 @@ func (r *nodeRun) precheck(ctx context.Context) error {
 		if r.n.BMC.Address == "" {
 			d.BMC = "none in the inventory"
 			r.cannot[playbooks.PathOOB] = "no BMC address in the inventory"
-		} else {
-			c, err := r.e.cfg.OpenBMC(actx, r.n)
+		}
+		var c bmc.Client
+		if r.n.BMC.Address != "" {
+			var err error
+			c, err = r.e.cfg.OpenBMC(actx, r.n)
 			if err != nil {
 				return d, "", bmcFailure(err)
 			}
+			defer r.closeBMC(ctx, c)
 			ps, err := c.PowerState(actx)
-			r.closeBMC(ctx, c)
 			if err != nil {
 				return d, "", bmcFailure(err)
 			}
-			if ps != bmc.PowerOn && ps != bmc.PowerOff {
+			if ps != bmc.PowerOn && ps != bmc.PowerOff && !ps.Transitional() {
 				return d, "", fail(ReasonPowerUnknown, StepPrecheck, fmt.Errorf("the BMC reports power %q", ps), nil)
 			}
 			d.BMC = c.Protocol()
@@ -559,6 +562,11 @@ func (r *nodeRun) precheck(ctx context.Context) error {
 			}
 		} else if err := r.precheckSSH(actx, d); err != nil {
 			return d, "", err
+		}
+		if c != nil {
+			if err := r.precheckBMCIdentity(actx, c, d); err != nil {
+				return d, "", err
+			}
 		}
 
 		quirks, err := r.e.cfg.Store.Quirks(actx, r.n.Name)
@@ -588,6 +596,39 @@ func (r *nodeRun) precheck(ctx context.Context) error {
 		}
 		return d, "", nil
 	})
+}
+
+// precheckBMCIdentity compares the machine behind the BMC with the
+// inventory before any power action: the system GUID whenever the
+// inventory has one, and the serial when the running OS did not prove
+// the node's identity over SSH (then the BMC is the only witness). A fact
+// the BMC cannot tell is skipped; a mismatch stops the node untouched.
+func (r *nodeRun) precheckBMCIdentity(ctx context.Context, c bmc.Client, d *precheckOutcome) error {
+	want := bmc.SystemID{GUID: r.n.GUID}
+	if d.Identity == "" {
+		want.Serial = r.n.Serial
+	}
+	if want.GUID == "" && want.Serial == "" {
+		return nil
+	}
+	got, err := c.SystemIdentity(ctx)
+	if err != nil {
+		if errors.Is(err, bmc.ErrUnsupported) {
+			d.BMCIdentity = "not readable: " + err.Error()
+			return nil
+		}
+		return bmcFailure(err)
+	}
+	matched, err := bmc.MatchIdentity(want, got)
+	if err != nil {
+		return fail(ReasonBMCIdentity, StepPrecheck, err, map[string]any{"bmc_guid": got.GUID, "bmc_serial": got.Serial})
+	}
+	if len(matched) == 0 {
+		d.BMCIdentity = "nothing comparable"
+	} else {
+		d.BMCIdentity = "matched " + strings.Join(matched, ", ")
+	}
+	return nil
 }
 
 // precheckSSH connects and identifies the running OS: a mismatch stops the

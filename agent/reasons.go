@@ -21,6 +21,7 @@ const (
 	ReasonNoSSH              = "precheck: no SSH address"
 	ReasonIdentifyFailed     = "precheck: identify failed"
 	ReasonIdentityMismatch   = "identity mismatch"
+	ReasonBMCIdentity        = "precheck: the BMC reports another machine"
 	ReasonNothingToCompare   = "identity: nothing to compare"
 	ReasonPreHook            = "pre-hook failed"
 	ReasonNoPath             = "no path could be carried out"
@@ -47,7 +48,7 @@ const (
 func Reasons() []string {
 	return []string{
 		ReasonBMCUnreachable, ReasonBMCAuth, ReasonBMCConfig, ReasonCredential, ReasonPowerUnknown,
-		ReasonSSHUnreachable, ReasonNoSSH, ReasonIdentifyFailed, ReasonIdentityMismatch, ReasonNothingToCompare,
+		ReasonSSHUnreachable, ReasonNoSSH, ReasonIdentifyFailed, ReasonIdentityMismatch, ReasonBMCIdentity, ReasonNothingToCompare,
 		ReasonPreHook, ReasonNoPath, ReasonIgnoredOverride, ReasonOldOSAfterInband, ReasonNoReboot,
 		ReasonInbandFailed, ReasonDiskRefused, ReasonDidNotLand, ReasonNodeTimeout, ReasonCancelled,
 		ReasonInterrupted, ReasonLeaseLost, ReasonStore, ReasonInternal, ReasonBusy,

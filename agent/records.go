@@ -62,15 +62,17 @@ type precheckIntent struct {
 
 type precheckOutcome struct {
 	outcomeBase
-	BMC      string           `json:"bmc,omitempty"`
-	Power    bmc.PowerState   `json:"power,omitempty"`
-	SSH      string           `json:"ssh,omitempty"`
-	BootID   string           `json:"boot_id,omitempty"`
-	Firmware string           `json:"firmware,omitempty"`
-	Identity string           `json:"identity,omitempty"`
-	Quirk    string           `json:"quirk,omitempty"`
-	Proposal string           `json:"proposal,omitempty"`
-	Order    []playbooks.Path `json:"order,omitempty"`
+	BMC      string         `json:"bmc,omitempty"`
+	Power    bmc.PowerState `json:"power,omitempty"`
+	SSH      string         `json:"ssh,omitempty"`
+	BootID   string         `json:"boot_id,omitempty"`
+	Firmware string         `json:"firmware,omitempty"`
+	Identity string         `json:"identity,omitempty"`
+	// BMCIdentity is what comparing the BMC's system GUID/serial found.
+	BMCIdentity string           `json:"bmc_identity,omitempty"`
+	Quirk       string           `json:"quirk,omitempty"`
+	Proposal    string           `json:"proposal,omitempty"`
+	Order       []playbooks.Path `json:"order,omitempty"`
 }
 
 type hooksIntent struct {
