@@ -748,3 +748,72 @@ func TestBMCForAnotherMachineStopsTheNode(t *testing.T) {
 		}
 	}
 }
+
+// TestStopBeforeTheWipeWritesNothing: Ctrl-C (the run stopped) or an
+// operator's `jobs cancel` arriving while the in-band step identifies the
+// node stops it right before the wipe: the boot sector is not written, no
+// wipe is audited, the node is not rebooted.
+func TestStopBeforeTheWipeWritesNothing(t *testing.T) {
+	for _, how := range []string{"ctrl-c", "jobs cancel"} {
+		t.Run(how, func(t *testing.T) {
+			r := newRig(t, rigOpts{mix: []labfleet.ModelCount{{Model: labfleet.ModelDL360G7, Count: 2}}})
+			n := r.lab.NodesOf(labfleet.ModelDL360G7)[1] // playbook hp-dl360-g7: in-band first
+			var node inventory.Node
+			for _, in := range r.nodes {
+				if in.Name == n.Name() {
+					node = in
+				}
+			}
+			ctx := ctxT(t, time.Minute)
+			stopped := false
+			e := r.engine(func(c *agent.Config) {
+				c.Events = func(ev agent.Event) {
+					r.events.add(ev)
+					if ev.Step != agent.StepInband || ev.Phase != string(store.PhaseIntent) || stopped {
+						return
+					}
+					stopped = true
+					// In the worker, right after the in-band intent: the
+					// stop arrives while the unit's identify runs.
+					j, err := r.st.NodeJob(ctx, ev.JobID)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if how == "ctrl-c" {
+						err = r.st.StopRun(ctx, j.RunID)
+					} else {
+						_, err = r.st.CancelNode(ctx, j.Node, "test")
+					}
+					if err != nil {
+						t.Error(err)
+					}
+				}
+			})
+			rep, err := e.Reinstall(ctx, []inventory.Node{node}, agent.RunOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := rep.Results[0]
+			if !stopped {
+				t.Fatalf("the in-band step never started: %s %s", res.Status, res.Error)
+			}
+			if res.Status == fleet.StatusOK || !n.Bootable() || n.Status().BootCount != 0 {
+				t.Errorf("%s: %s (%s), bootable %t, booted %d times: want stopped before the wipe, untouched",
+					n.Name(), res.Status, res.Error, n.Bootable(), n.Status().BootCount)
+			}
+			for _, rec := range checkAudit(t, filepath.Join(r.stateDir, "audit.jsonl")) {
+				if rec.Action == inband.ActionWipe || rec.Action == inband.ActionReboot {
+					t.Errorf("audited after the stop: %+v", rec)
+				}
+			}
+			want := store.JobInterrupted
+			if how == "jobs cancel" {
+				want = store.JobCancelled
+			}
+			if nr := res.Detail.(*agent.NodeReport); nr.State != want {
+				t.Errorf("job state %s, want %s", nr.State, want)
+			}
+		})
+	}
+}

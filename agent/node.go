@@ -728,6 +728,13 @@ func (r *nodeRun) session(conn SSHConn) (*inband.Session, error) {
 		RebootDelay: r.e.cfg.RebootDelay,
 		UnitTimeout: r.pb.Timeouts.Inband,
 		Wipe:        wipePolicy(r.pb),
+		BeforeUnit: func(ctx context.Context) error {
+			if err := r.boundary(ctx); err != nil {
+				return err
+			}
+			r.armLanding(ctx)
+			return r.fence(ctx)
+		},
 	})
 }
 

@@ -232,11 +232,11 @@ func (r *nodeRun) inband(ctx context.Context) (*kick, error) {
 	intent := &inbandIntent{V: recordVersion, SavedFile: saved, BootID: r.baseline, Escalated: r.escalated,
 		Unit: "identify, resolve-disk, save, wipe-boot-sector, next-boot, reboot", WipePolicy: r.pb.Wipe}
 	err = r.step(ctx, StepInband, intent, func() (outcome, string, error) {
-		if err := r.fence(ctx); err != nil {
-			return &inbandOutcome{}, "", err
-		}
-		r.armLanding(ctx)
-		actx, cancel := actCtx(ctx, r.pb.Timeouts.Inband+r.pb.Timeouts.Reboot)
+		// Identify, resolve and save run under the node's context: Ctrl-C,
+		// an operator's cancel, a lost lease or a handover stop them, and
+		// are checked once more right before the wipe's intent. Only the
+		// unit wipe → next-boot → reboot runs to its end regardless.
+		actx, cancel := context.WithTimeout(ctx, r.pb.Timeouts.Inband+r.pb.Timeouts.Reboot)
 		defer cancel()
 		var err error
 		res, err = sess.Reinstall(actx)
@@ -244,6 +244,12 @@ func (r *nodeRun) inband(ctx context.Context) (*kick, error) {
 		if err == nil {
 			at = time.Now()
 			return out, "", nil
+		}
+		if stop := stopCause(err); stop != nil {
+			return out, "", stop
+		}
+		if ctx.Err() != nil {
+			return out, "", r.stopErr(ctx)
 		}
 		var ir *inband.IdentifyReport
 		if res != nil {
@@ -271,6 +277,17 @@ func (r *nodeRun) inband(ctx context.Context) (*kick, error) {
 	}
 	r.baseline = bootID
 	return &kick{path: playbooks.PathInband, at: at, bootID: bootID}, nil
+}
+
+// stopCause is the stop error (interrupted, cancelled, lease lost,
+// handover, node timeout) that err carries, or nil.
+func stopCause(err error) error {
+	for _, stop := range []error{errInterrupted, errCancelled, errLeaseLost, errHandover, errNodeTimeout} {
+		if errors.Is(err, stop) {
+			return stop
+		}
+	}
+	return nil
 }
 
 // keepEarlierSave moves a saved boot sector of the same node and run out

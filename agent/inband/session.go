@@ -88,6 +88,11 @@ type Config struct {
 	// UnitTimeout bounds wipe → next-boot → reboot, which runs to its end
 	// even when ctx is cancelled (default 3 min).
 	UnitTimeout time.Duration
+	// BeforeUnit, when set, is called by Reinstall right before the wipe's
+	// audit intent, after identify and the save: an error stops the
+	// reinstall there, with nothing written (the engine checks Ctrl-C, an
+	// operator's cancel and its lease here).
+	BeforeUnit func(ctx context.Context) error
 	// Resolver resolves BMC host names (default net.DefaultResolver).
 	Resolver Resolver
 	// Wipe is what to write to the boot disk (the playbook's wipe).
@@ -329,6 +334,13 @@ func (s *Session) Reinstall(ctx context.Context) (*Result, error) {
 	}
 	if err := ctx.Err(); err != nil {
 		return res, err
+	}
+	if s.cfg.BeforeUnit != nil {
+		// The last point where the node may still be left alone: the
+		// caller checks its cancellation and its lease here.
+		if err := s.cfg.BeforeUnit(ctx); err != nil {
+			return res, err
+		}
 	}
 
 	// The unit: it runs to its end on its own deadline.

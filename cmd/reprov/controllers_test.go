@@ -1,0 +1,241 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/reprov/reprov/agent/audit"
+	"github.com/reprov/reprov/agent/inband"
+	"github.com/reprov/reprov/agent/store"
+	"github.com/reprov/reprov/lab/fleet"
+	"github.com/reprov/reprov/lab/pg"
+)
+
+// TestTwoControllersOneKilled: two reprov reinstall processes on one
+// PostgreSQL store, started on the same 120-node lab selection. The first
+// submits the run; the second attaches to its jobs. Both work the shared
+// queue. The first is SIGKILLed once about 30 % of the nodes have started:
+// the second takes its jobs over when their leases expire and finishes
+// every node, with no resume command, and exits 0. Each node landed once,
+// no node was wiped or power-cycled twice, and the per-rack limit held
+// across both processes (from the step record's timestamps).
+func TestTwoControllersOneKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 120-node lab with two controller processes")
+	}
+	cluster := pg.Start(t)
+	url := pg.NewDatabase(t, cluster)
+	c := newLabCLI(t, []fleet.ModelCount{{Model: fleet.ModelIPMI, Count: 60}, {Model: fleet.ModelDL360G7, Count: 40}, {Model: fleet.ModelRedfish, Count: 20}},
+		400*time.Millisecond)
+	cfg, err := os.ReadFile(c.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = bytes.Replace(cfg, []byte("store:\n"), []byte("store:\n  url: "+url+"\n"), 1)
+	if err := os.WriteFile(c.config, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const perRack = 8
+	ctx := ctxFor(t, 4*time.Minute)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := func(out *bytes.Buffer, args ...string) *exec.Cmd {
+		argv, _ := json.Marshal(append([]string{"--config", c.config}, args...))
+		cmd := exec.CommandContext(ctx, exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), childEnv+"="+string(argv), "HOME="+c.dir, "XDG_CONFIG_HOME="+filepath.Join(c.dir, "config"))
+		cmd.Stdout, cmd.Stderr = out, out
+		return cmd
+	}
+	st, err := store.Open(ctx, url, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+
+	var out1, out2 bytes.Buffer
+	args := []string{"reinstall", "--all", "--yes", "-o", "json", "--per-rack", "8", "--max-parallel", "32"}
+	first := child(&out1, args...)
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "the first controller's run to be submitted", func() bool {
+		jobs, err := st.NodeJobs(ctx, store.JobFilter{})
+		return err == nil && len(jobs) == 120
+	})
+	second := child(&out2, args...)
+	if err := second.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "30 % of the nodes to start", func() bool {
+		jobs, err := st.NodeJobs(ctx, store.JobFilter{})
+		started := 0
+		for _, j := range jobs {
+			if !j.Started.IsZero() {
+				started++
+			}
+		}
+		return err == nil && started >= 36
+	})
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	if ws, ok := first.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
+		t.Fatalf("the first controller was not killed: %v\n%s", first.ProcessState, out1.String())
+	}
+	running, _ := st.NodeJobs(ctx, store.JobFilter{States: []store.JobState{store.JobRunning}})
+	t.Logf("killed the first controller with %d job(s) running", len(running))
+
+	if err := second.Wait(); err != nil {
+		t.Fatalf("the surviving controller: %v\n%s\nfirst:\n%s", err, tail(out2.String(), 4000), tail(out1.String(), 2000))
+	}
+	var rep struct {
+		Results []struct {
+			Node   string `json:"node"`
+			Status string `json:"status"`
+			Reason string `json:"reason"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(jsonPart(out2.Bytes()), &rep); err != nil {
+		t.Fatalf("the survivor's -o json: %v\n%s", err, tail(out2.String(), 4000))
+	}
+	if len(rep.Results) != 120 {
+		t.Errorf("the survivor reported %d nodes, want 120", len(rep.Results))
+	}
+	for _, r := range rep.Results {
+		if r.Status != "ok" {
+			t.Errorf("%s: %s (%s), want landed", r.Node, r.Status, r.Reason)
+		}
+	}
+
+	// Each node: one job, landed; its DL360 G7s wiped, the others not.
+	type span struct {
+		rack       string
+		start, end time.Time
+	}
+	var spans []span
+	takenOver := 0
+	for _, n := range c.lab.Nodes() {
+		jobs, err := st.NodeJobs(ctx, store.JobFilter{Node: n.Name()})
+		if err != nil || len(jobs) != 1 || jobs[0].State != store.JobLanded {
+			t.Errorf("%s: jobs %+v %v; want one job, landed", n.Name(), jobs, err)
+			continue
+		}
+		if jobs[0].Generation > 0 {
+			takenOver++
+		}
+		if n.Model() == fleet.ModelDL360G7 == n.Bootable() {
+			t.Errorf("%s (%s): bootable %t after landing", n.Name(), n.Model(), n.Bootable())
+		}
+		steps, err := st.Steps(ctx, jobs[0].ID)
+		if err != nil || len(steps) == 0 {
+			t.Errorf("%s: steps %v", n.Name(), err)
+			continue
+		}
+		spans = append(spans, span{rack: jobs[0].Rack, start: steps[0].Time, end: steps[len(steps)-1].Time})
+	}
+	if takenOver == 0 {
+		t.Errorf("no job was taken over from the killed controller")
+	}
+	t.Logf("%d job(s) taken over", takenOver)
+
+	// The per-rack limit, from the step record: at no moment more than
+	// perRack jobs of one rack between their first and last step.
+	type edge struct {
+		at    time.Time
+		delta int
+	}
+	byRack := map[string][]edge{}
+	for _, s := range spans {
+		byRack[s.rack] = append(byRack[s.rack], edge{s.start, +1}, edge{s.end, -1})
+	}
+	for rack, es := range byRack {
+		sort.Slice(es, func(i, j int) bool {
+			if es[i].at.Equal(es[j].at) {
+				return es[i].delta < es[j].delta
+			}
+			return es[i].at.Before(es[j].at)
+		})
+		cur, peak := 0, 0
+		for _, e := range es {
+			cur += e.delta
+			peak = max(peak, cur)
+		}
+		if peak > perRack {
+			t.Errorf("rack %s: %d jobs at once, over the per-rack limit %d", rack, peak, perRack)
+		}
+	}
+
+	// The audit trail: no node wiped or power-cycled twice.
+	recs, err := audit.Read(filepath.Join(c.stateDir, "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wipes, power := map[string]int{}, map[string]int{}
+	for _, r := range recs {
+		if r.Phase != audit.PhaseIntent {
+			continue
+		}
+		switch {
+		case r.Action == inband.ActionWipe:
+			wipes[r.Node]++
+		case strings.HasPrefix(r.Action, "power "):
+			power[r.Node]++
+		}
+	}
+	for node, n := range wipes {
+		if n > 1 {
+			t.Errorf("%s: %d wipe intents", node, n)
+		}
+	}
+	for node, n := range power {
+		if n > 1 {
+			t.Errorf("%s: %d power intents", node, n)
+		}
+	}
+	c.noSecrets(out1.String(), out2.String())
+}
+
+func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// jsonPart is the JSON document in a child's combined output (its log
+// lines go to the same buffer).
+func jsonPart(b []byte) []byte {
+	i := bytes.Index(b, []byte("{\n"))
+	if i < 0 {
+		return b
+	}
+	j := bytes.LastIndex(b, []byte("\n}"))
+	if j < i {
+		return b[i:]
+	}
+	return b[i : j+2]
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}
