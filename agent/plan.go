@@ -8,8 +8,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/reprov/reprov/agent/fleet"
 	"github.com/reprov/reprov/agent/inband"
 	"github.com/reprov/reprov/agent/inband/steps"
+	"github.com/reprov/reprov/agent/landing"
 	"github.com/reprov/reprov/agent/store"
 	"github.com/reprov/reprov/bmc"
 	"github.com/reprov/reprov/inventory"
@@ -24,6 +26,10 @@ type PlanOptions struct {
 	// LandingURL is where the node's network boot is expected to ask
 	// (landing.url).
 	LandingURL string
+	// NeedProfile reports a node without an install profile as a problem
+	// (reinstall --dry-run: the real run refuses it); DefaultProfile says
+	// landing.kernel provides one for every playbook without its own.
+	NeedProfile, DefaultProfile bool
 }
 
 // NodePlan is what a reinstall would do to one node, step by step, with
@@ -118,6 +124,7 @@ func (e *Engine) Plan(ctx context.Context, n inventory.Node, o PlanOptions) (*No
 		}
 	}
 	p.Paths = r.order()
+	p.Problems = append(p.Problems, e.planRefusals(n, pb, o)...)
 
 	protocol := ""
 	if n.BMC.Address == "" {
@@ -167,6 +174,28 @@ func (e *Engine) Plan(ctx context.Context, n inventory.Node, o PlanOptions) (*No
 	}
 	p.Steps = e.planSteps(n, pb, p, protocol, ip, o.LandingURL)
 	return p, nil
+}
+
+// planRefusals are what a reinstall would refuse before contacting
+// anything, found without contacting anything: a BMC address or option
+// that does not parse, a credential reference that does not resolve, a
+// landing URL that is not http(s), a node without an install profile.
+func (e *Engine) planRefusals(n inventory.Node, pb *playbooks.Playbook, o PlanOptions) []string {
+	var out []string
+	if n.BMC.Address != "" {
+		if _, err := fleet.EndpointFor(n); err != nil {
+			out = append(out, bmcFailure(err).Error())
+		}
+	}
+	if o.LandingURL != "" {
+		if _, err := landing.ParseURL(o.LandingURL); err != nil {
+			out = append(out, "landing: "+err.Error())
+		}
+	}
+	if o.NeedProfile && pb.Install.IsZero() && !o.DefaultProfile {
+		out = append(out, fmt.Sprintf("no install profile: playbook %s has no install and landing.kernel is not set; a node that lands would have nothing to boot", pb.Name))
+	}
+	return out
 }
 
 func joinPaths(ps []playbooks.Path) string {

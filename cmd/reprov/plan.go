@@ -62,7 +62,8 @@ func runPlan(ctx context.Context, a *app, o planOptions) error {
 
 	runner := &fleet.Runner{MaxParallel: a.cfg.MaxParallel, PerRack: a.cfg.PerRack, Log: a.log}
 	results := runner.Run(ctx, nodes, "plan", func(ctx context.Context, n inventory.Node) (any, error) {
-		return env.engine.Plan(ctx, n, agent.PlanOptions{Offline: o.Offline, LandingURL: a.cfg.Landing.URL})
+		return env.engine.Plan(ctx, n, agent.PlanOptions{Offline: o.Offline, LandingURL: a.cfg.Landing.URL,
+			NeedProfile: o.dryRunOf == "reinstall", DefaultProfile: a.cfg.Landing.Kernel != ""})
 	})
 	plans := make([]*agent.NodePlan, 0, len(results))
 	problems := 0

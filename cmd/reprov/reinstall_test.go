@@ -700,3 +700,35 @@ func TestReinstallInterruptedExitsThree(t *testing.T) {
 		t.Errorf("--resume: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
+
+// TestDryRunCatchesWhatTheRunWouldRefuse: reinstall --dry-run contacts
+// nothing it would change and still reports what the real run would
+// refuse: a landing URL that is not http(s), a credential that does not
+// resolve. It exits 1 and names the node and the key.
+func TestDryRunCatchesWhatTheRunWouldRefuse(t *testing.T) {
+	c := newLabCLI(t, []fleet.ModelCount{{Model: fleet.ModelIPMI, Count: 1}}, 0)
+	ctx := ctxFor(t, time.Minute)
+	cfg, err := os.ReadFile(c.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(cfg), "url: \""+c.lab.LandingURL()+"\"", "url: \"ftp://x\"", 1)
+	if bad == string(cfg) {
+		t.Fatalf("the lab config has no landing url line:\n%s", cfg)
+	}
+	if err := os.WriteFile(c.config, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := c.run(ctx, "reinstall", "--all", "--dry-run")
+	// Refused either by the configuration check (exit 2) or by the plan
+	// (exit 1, the node named): never exit 0.
+	switch {
+	case code == exitUsage && strings.Contains(errOut, "landing.url"):
+	case code == exitFailed && strings.Contains(out, "landing.url \"ftp://x\"") && strings.Contains(out, "ipmi-001"):
+	default:
+		t.Errorf("dry run with landing.url ftp://x: exit %d, want 1 (naming landing.url and the node) or 2 (naming landing.url)\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if n := c.lab.Nodes()[0]; n.Status().BootCount != 0 {
+		t.Error("the dry run booted the node")
+	}
+}
