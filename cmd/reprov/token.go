@@ -70,10 +70,7 @@ func runTokenCreate(ctx context.Context, a *app, o tokenCreateOptions) error {
 		return usageError(err)
 	}
 	if a.jsonOutput() {
-		return a.writeJSON(struct {
-			store.Token
-			Token string `json:"token"`
-		}{info, tok})
+		return a.writeJSON(map[string]any{"name": info.Name, "role": info.Role, "created": info.Created, "token": tok})
 	}
 	fmt.Fprintf(a.stderr, "token %s (%s) created; it is shown once, on the next line: keep it now\n", info.Name, info.Role)
 	fmt.Fprintln(a.stdout, tok)
