@@ -151,6 +151,22 @@ func migrations() []migration {
 			`ALTER TABLE reprov_run ADD COLUMN per_bmc BIGINT NOT NULL DEFAULT 0`,
 			`ALTER TABLE reprov_run ADD COLUMN max_failures BIGINT NOT NULL DEFAULT 0`,
 		},
+	}, {
+		version: 5,
+		name:    "tokens",
+		stmts: []string{
+			// API tokens of reprov serve: only the SHA-256 of each token is
+			// kept (agent/store/tokens.go says why a fast hash is right).
+			// Names are never reused, revoked tokens stay listed.
+			`CREATE TABLE IF NOT EXISTS reprov_api_token (
+			name         TEXT   NOT NULL PRIMARY KEY,
+			role         TEXT   NOT NULL CHECK (role IN ('viewer', 'operator')),
+			token_hash   TEXT   NOT NULL UNIQUE,
+			created_at   BIGINT NOT NULL,
+			last_used_at BIGINT,
+			revoked_at   BIGINT
+		)`,
+		},
 	}}
 }
 

@@ -37,6 +37,29 @@ type Config struct {
 	Playbooks PlaybooksConfig `mapstructure:"playbooks"`
 	// Inband configures the in-band step.
 	Inband InbandConfig `mapstructure:"inband"`
+	// Server is reprov serve's API, and the CLI's way to it.
+	Server ServerConfig `mapstructure:"server"`
+	// Log configures logging beyond its level.
+	Log LogConfig `mapstructure:"log"`
+}
+
+// ServerConfig configures reprov serve's API and the CLI as its client.
+type ServerConfig struct {
+	// Listen is the address the API binds (serve).
+	Listen string `mapstructure:"listen"`
+	// URL is the API the CLI goes through; empty: the CLI works in-process.
+	URL string `mapstructure:"url"`
+	// Token is the CLI's API token, a reference (env:NAME, file:PATH).
+	Token string `mapstructure:"token"`
+	// TLSCert and TLSKey make serve's API speak HTTPS.
+	TLSCert string `mapstructure:"tls_cert"`
+	TLSKey  string `mapstructure:"tls_key"`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	// Format is text or json.
+	Format string `mapstructure:"format"`
 }
 
 // LandingConfig configures the landing endpoint.
@@ -103,6 +126,12 @@ func configKeys() []configKey {
 		{"store.lease", "30s", "how long a controller's claim on a node job lasts unrenewed"},
 		{"playbooks.dir", "", "directory of operator playbooks (*.yaml); empty: built-ins only"},
 		{"inband.agent_binary", "", "reprov-agent binary pushed to nodes (default: the build for each node's architecture next to reprov)"},
+		{"server.listen", "127.0.0.1:8087", "address reprov serve's API binds"},
+		{"server.url", "", "reprov serve's API the CLI goes through (empty: in-process)"},
+		{"server.token", "", "the CLI's API token: env:NAME or file:PATH"},
+		{"server.tls_cert", "", "TLS certificate file of serve's API"},
+		{"server.tls_key", "", "TLS key file of serve's API"},
+		{"log.format", "text", "log format: text or json"},
 	}
 }
 
@@ -114,6 +143,7 @@ var flagKeys = map[string]string{
 	"log-level":    "log_level",
 	"max-parallel": "max_parallel",
 	"per-rack":     "per_rack",
+	"server":       "server.url",
 }
 
 // loadConfig builds the configuration from the config file (explicit path
@@ -166,6 +196,10 @@ func loadConfig(explicit string, flags *pflag.FlagSet, getenv func(string) strin
 	if cfg.StateDir == "" {
 		cfg.StateDir = defaultStateDir(getenv)
 	}
+	if f := flags.Lookup("local"); f != nil && f.Changed && f.Value.String() == "true" {
+		// --local: work in-process whatever server.url says.
+		cfg.Server.URL = ""
+	}
 	if err := cfg.validate(path); err != nil {
 		return nil, path, err
 	}
@@ -216,6 +250,14 @@ func (c *Config) validate(path string) error {
 	}
 	if c.Store.Lease <= 0 {
 		errs = append(errs, fmt.Errorf("%s: store.lease: %s is not a positive duration", where, c.Store.Lease))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("%s: log.format: %q is not text or json", where, c.Log.Format))
+	}
+	if (c.Server.TLSCert == "") != (c.Server.TLSKey == "") {
+		errs = append(errs, fmt.Errorf("%s: server.tls_cert and server.tls_key: set both or neither", where))
 	}
 	if c.Landing.ProbeInterval <= 0 {
 		errs = append(errs, fmt.Errorf("%s: landing.probe_interval: %s is not a positive duration", where, c.Landing.ProbeInterval))

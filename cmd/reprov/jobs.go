@@ -89,14 +89,9 @@ func runJobsList(ctx context.Context, a *app, o jobsListOptions) error {
 		}
 		f.States = append(f.States, st)
 	}
-	st, err := a.openStore(ctx)
+	jobs, err := a.listJobs(ctx, f)
 	if err != nil {
 		return err
-	}
-	defer st.Close()
-	jobs, err := st.NodeJobs(ctx, f)
-	if err != nil {
-		return failedError(err)
 	}
 	if a.jsonOutput() {
 		if jobs == nil {
@@ -273,4 +268,24 @@ func runJobsCancel(ctx context.Context, a *app, o jobsCancelOptions) error {
 			job.Node, job.ID, job.RunID, job.State, job.Step)
 	}
 	return nil
+}
+
+// listJobs lists jobs through the server (server.url) or from the store.
+func (a *app) listJobs(ctx context.Context, f store.JobFilter) ([]store.NodeJob, error) {
+	if c, err := a.serverClient(); err != nil || c != nil {
+		if err != nil {
+			return nil, err
+		}
+		return jobsViaServer(ctx, c, f)
+	}
+	st, err := a.openStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	jobs, err := st.NodeJobs(ctx, f)
+	if err != nil {
+		return nil, failedError(err)
+	}
+	return jobs, nil
 }

@@ -85,6 +85,12 @@ usage or configuration error, 3 when interrupted (every node's state is recorded
 }
 
 func runReinstall(ctx context.Context, a *app, o reinstallOptions) error {
+	if c, err := a.serverClient(); err != nil {
+		return err
+	} else if c != nil && !o.DryRun {
+		// server.url (or --server): the controller does the work.
+		return reinstallViaServer(ctx, a, c, o)
+	}
 	if o.DryRun {
 		if _, err := a.loadInventory(); err != nil {
 			return err

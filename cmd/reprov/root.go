@@ -29,6 +29,8 @@ Exit codes: 0 success; 1 some node failed (or validate found errors);
 	pf.String("state-dir", "", "state directory: jobs, audit log, learned quirks (env REPROV_STATE_DIR)")
 	pf.StringP("output", "o", "table", "output format: table or json (env REPROV_OUTPUT)")
 	pf.String("log-level", "info", "log level: debug, info, warn, error (env REPROV_LOG_LEVEL)")
+	pf.String("server", "", "go through reprov serve's API at this URL (env REPROV_SERVER_URL; server.url)")
+	pf.Bool("local", false, "work in-process even when server.url is set")
 
 	root.AddCommand(
 		newVersionCmd(a),
@@ -44,6 +46,8 @@ Exit codes: 0 success; 1 some node failed (or validate found errors);
 		newDemoCmd(a),
 		newAgentCmd(a),
 		newLabCmd(a),
+		newTokenCmd(a),
+		newServeCmd(a),
 	)
 	return root
 }
