@@ -160,6 +160,7 @@ type Event struct {
 	Time   time.Time `json:"time"`
 	Node   string    `json:"node"`
 	JobID  int64     `json:"job_id"`
+	RunID  int64     `json:"run_id,omitempty"`
 	Step   string    `json:"step"`
 	Phase  string    `json:"phase"`            // intent or outcome
 	Result string    `json:"result,omitempty"` // outcome: ok, failed, skipped

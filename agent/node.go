@@ -429,7 +429,7 @@ func (r *nodeRun) step(ctx context.Context, name string, intent any, act func() 
 	}
 	r.lastStep = name
 	r.rep.Step = name
-	r.e.emit(Event{Node: r.n.Name, JobID: r.job.ID, Step: name, Phase: string(store.PhaseIntent)})
+	r.e.emit(Event{Node: r.n.Name, JobID: r.job.ID, RunID: r.job.RunID, Step: name, Phase: string(store.PhaseIntent)})
 	if r.crash(name, "intent") {
 		return errCrashed
 	}
@@ -474,7 +474,7 @@ func (r *nodeRun) step(ctx context.Context, name string, intent any, act func() 
 			actErr = fail(ReasonStore, name, fmt.Errorf("%s done, but its outcome was not recorded: %w", name, err), nil)
 		}
 	}
-	r.e.emit(Event{Node: r.n.Name, JobID: r.job.ID, Step: name, Phase: string(store.PhaseOutcome), Result: result, Note: note})
+	r.e.emit(Event{Node: r.n.Name, JobID: r.job.ID, RunID: r.job.RunID, Step: name, Phase: string(store.PhaseOutcome), Result: result, Note: note})
 	return actErr
 }
 
@@ -925,5 +925,5 @@ func (r *nodeRun) finish(ctx, nctx context.Context, runErr error) {
 		r.log.Error("job end not recorded", "state", f.State, "err", err)
 		return
 	}
-	r.e.emit(Event{Node: r.n.Name, JobID: r.job.ID, Step: "end", Phase: "end", Result: string(job.State), Note: f.Reason})
+	r.e.emit(Event{Node: r.n.Name, JobID: r.job.ID, RunID: r.job.RunID, Step: "end", Phase: "end", Result: string(job.State), Note: f.Reason})
 }

@@ -46,7 +46,7 @@ func (r *nodeRun) settle(ctx context.Context) error {
 			return fail(ReasonStore, s.Name, err, nil)
 		}
 		r.log.Info("settled an intent left without an outcome", "step", s.Name, "intent", s.ID, "result", result, "seen", b.Settled.Seen)
-		r.e.emit(Event{Node: r.n.Name, JobID: r.job.ID, Step: s.Name, Phase: "settled", Result: result, Note: b.Settled.Seen})
+		r.e.emit(Event{Node: r.n.Name, JobID: r.job.ID, RunID: r.job.RunID, Step: s.Name, Phase: "settled", Result: result, Note: b.Settled.Seen})
 	}
 	return nil
 }
