@@ -210,7 +210,7 @@ func TestHandlerToken(t *testing.T) {
 
 func TestCategory(t *testing.T) {
 	for reason, want := range map[string]string{
-		"precheck: BMC unreachable: dial udp": "precheck: BMC unreachable",
+		"precheck: BMC unreachable: dial udp":                                               "precheck: BMC unreachable",
 		"interrupted before the node was started; reprov reinstall --resume x continues it": "interrupted",
 		"": "other",
 	} {
