@@ -17,6 +17,7 @@ import (
 	"github.com/reprov/reprov/agent/store"
 	"github.com/reprov/reprov/agent/web/webtest"
 	"github.com/reprov/reprov/inventory"
+	"github.com/reprov/reprov/lab/pg"
 )
 
 // reasons stands in for agent.Reasons() (metrics must not import the engine).
@@ -24,8 +25,13 @@ var reasons = []string{"precheck: BMC unreachable", "precheck: BMC refused the c
 
 func seededRegistry(t *testing.T) (*prometheus.Registry, *metrics.Observer) {
 	t.Helper()
+	return seededRegistryAt(t, "sqlite://"+filepath.Join(t.TempDir(), "reprov.db"))
+}
+
+func seededRegistryAt(t *testing.T, storeURL string) (*prometheus.Registry, *metrics.Observer) {
+	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "reprov.db"), nil)
+	st, err := store.Open(ctx, storeURL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +112,12 @@ reprov_store_scrape_ok 1
 `
 
 func TestFleetMetricsEqualTheStore(t *testing.T) {
-	reg, _ := seededRegistry(t)
+	t.Run("sqlite", func(t *testing.T) { checkFleetMetrics(t, "sqlite://"+filepath.Join(t.TempDir(), "reprov.db")) })
+	t.Run("postgres", func(t *testing.T) { checkFleetMetrics(t, pg.NewDatabase(t, pg.Start(t))) })
+}
+
+func checkFleetMetrics(t *testing.T, storeURL string) {
+	reg, _ := seededRegistryAt(t, storeURL)
 	err := testutil.GatherAndCompare(reg, strings.NewReader(wantFleet), "reprov_nodes", "reprov_jobs", "reprov_runs",
 		"reprov_landings_total", "reprov_job_failures_total", "reprov_queue_depth", "reprov_job_requeues_total",
 		"reprov_store_scrape_ok")

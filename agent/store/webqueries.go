@@ -205,7 +205,7 @@ func (s *Store) RunJobCounts(ctx context.Context, runIDs []int64) (map[int64]map
 // stopping controller handing its nodes back). resumes − handovers is the
 // takeovers and explicit resumes.
 func (s *Store) ResumeCounts(ctx context.Context) (resumes, handovers int64, err error) {
-	err = s.q().queryRow(ctx, `SELECT COALESCE(SUM(generation), 0) FROM reprov_node_job`).Scan(&resumes)
+	err = s.q().queryRow(ctx, `SELECT CAST(COALESCE(SUM(generation), 0) AS BIGINT) FROM reprov_node_job`).Scan(&resumes)
 	if err != nil {
 		return 0, 0, fmt.Errorf("resume counts: %w", err)
 	}
