@@ -15,6 +15,7 @@ declare -A need=(
   [redfishtool]=redfishtool
   [sfdisk]=fdisk
   [/usr/lib/postgresql/15/bin/initdb]=postgresql
+  [chromium]=chromium
 )
 
 missing=()

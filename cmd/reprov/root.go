@@ -42,6 +42,7 @@ Exit codes: 0 success; 1 some node failed (or validate found errors);
 		newPlanCmd(a),
 		newRestoreCmd(a),
 		newJobsCmd(a),
+		newStatusCmd(a),
 		newPlaybooksCmd(a),
 		newDemoCmd(a),
 		newAgentCmd(a),
