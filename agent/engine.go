@@ -50,6 +50,7 @@ import (
 	"github.com/reprov/reprov/agent/inband"
 	"github.com/reprov/reprov/agent/inband/host"
 	"github.com/reprov/reprov/agent/inband/sshx"
+	"github.com/reprov/reprov/agent/metrics"
 	"github.com/reprov/reprov/agent/store"
 	"github.com/reprov/reprov/bmc"
 	"github.com/reprov/reprov/inventory"
@@ -172,7 +173,12 @@ type Event struct {
 type Engine struct {
 	cfg Config
 	log *slog.Logger
+	obs *metrics.Observer
 }
+
+// SetObserver makes the engine report step durations and takeovers to the
+// Prometheus metrics (reprov serve). Call it before StartWorker.
+func (e *Engine) SetObserver(o *metrics.Observer) { e.obs = o }
 
 // New returns an engine for cfg.
 func New(cfg Config) (*Engine, error) {

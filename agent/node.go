@@ -475,6 +475,7 @@ func (r *nodeRun) step(ctx context.Context, name string, intent any, act func() 
 		}
 	}
 	r.e.emit(Event{Node: r.n.Name, JobID: r.job.ID, RunID: r.job.RunID, Step: name, Phase: string(store.PhaseOutcome), Result: result, Note: note})
+	r.e.obs.Step(name, result, time.Since(in.Time))
 	return actErr
 }
 

@@ -131,6 +131,7 @@ func (w *Worker) takeOverLoop() {
 		if err != nil && w.ctx.Err() == nil {
 			e.log.Warn("taking over the jobs of stopped controllers", "err", err)
 		}
+		e.obs.Takeovers(len(jobs))
 		for _, j := range jobs {
 			e.log.Info("took over the job of a controller that stopped renewing its lease", "node", j.Node, "job", j.ID, "run", j.RunID, "generation", j.Generation)
 		}

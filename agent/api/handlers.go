@@ -217,9 +217,13 @@ func (s *Server) runStatus(ctx context.Context, id int64) (RunStatus, error) {
 	if err != nil {
 		return RunStatus{}, err
 	}
-	counts, err := s.cfg.Store.RunJobCounts(ctx, id)
+	all, err := s.cfg.Store.RunJobCounts(ctx, []int64{id})
 	if err != nil {
 		return RunStatus{}, err
+	}
+	counts := map[store.JobState]int{}
+	for st, n := range all[id] {
+		counts[st] = int(n)
 	}
 	return RunStatus{Run: run, Counts: counts}, nil
 }
@@ -390,10 +394,14 @@ type NodeStatus struct {
 }
 
 func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
-	latest, err := s.cfg.Store.LatestJobs(r.Context())
+	jobs, err := s.cfg.Store.LatestJobs(r.Context())
 	if err != nil {
 		s.storeError(w, r, err)
 		return
+	}
+	latest := make(map[string]store.NodeJob, len(jobs))
+	for _, j := range jobs {
+		latest[j.Node] = j
 	}
 	out := make([]NodeStatus, 0, len(s.cfg.Inventory.Nodes))
 	for _, n := range s.cfg.Inventory.Nodes {

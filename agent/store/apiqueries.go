@@ -8,44 +8,6 @@ import (
 
 // Queries of reprov serve's API (agent/api) and its run sweeper.
 
-// LatestJobs returns every node's latest job, by node.
-func (s *Store) LatestJobs(ctx context.Context) (map[string]NodeJob, error) {
-	jobs, err := s.listJobs(ctx, `SELECT `+jobCols("")+` FROM reprov_node_job
-		WHERE id IN (SELECT MAX(id) FROM reprov_node_job GROUP BY node)`)
-	if err != nil {
-		return nil, fmt.Errorf("latest jobs: %w", err)
-	}
-	out := make(map[string]NodeJob, len(jobs))
-	for _, j := range jobs {
-		out[j.Node] = j
-	}
-	return out, nil
-}
-
-// RunJobCounts counts the run's jobs by state.
-func (s *Store) RunJobCounts(ctx context.Context, runID int64) (map[JobState]int, error) {
-	rs, err := s.q().query(ctx, `SELECT state, COUNT(*) FROM reprov_node_job WHERE run_id = ? GROUP BY state`, runID)
-	if err != nil {
-		return nil, fmt.Errorf("run %d: job counts: %w", runID, err)
-	}
-	defer rs.Close()
-	out := map[JobState]int{}
-	for rs.Next() {
-		var (
-			state string
-			n     int
-		)
-		if err := rs.Scan(&state, &n); err != nil {
-			return nil, fmt.Errorf("run %d: job counts: %w", runID, err)
-		}
-		out[JobState(state)] = n
-	}
-	if err := rs.Err(); err != nil {
-		return nil, fmt.Errorf("run %d: job counts: %w", runID, err)
-	}
-	return out, nil
-}
-
 // AllQuirks returns every learned quirk, by node then name; node "" means
 // every node.
 func (s *Store) AllQuirks(ctx context.Context, node string) ([]Quirk, error) {

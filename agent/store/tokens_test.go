@@ -85,11 +85,15 @@ func testAPITokensAndQueries(t *testing.T, url string) {
 	if _, err := st.FinishNode(ctx, ids[0], store.Finish{State: store.JobLanded}); err != nil {
 		t.Fatal(err)
 	}
-	counts, err := st.RunJobCounts(ctx, run.ID)
-	if err != nil || counts[store.JobLanded] != 1 || counts[store.JobQueued] != 1 {
-		t.Errorf("counts %v %v", counts, err)
+	all, err := st.RunJobCounts(ctx, []int64{run.ID})
+	if counts := all[run.ID]; err != nil || counts[store.JobLanded] != 1 || counts[store.JobQueued] != 1 {
+		t.Errorf("counts %v %v", all, err)
 	}
-	latest, err := st.LatestJobs(ctx)
+	jobs, err := st.LatestJobs(ctx)
+	latest := map[string]store.NodeJob{}
+	for _, j := range jobs {
+		latest[j.Node] = j
+	}
 	if err != nil || len(latest) != 2 || latest["a"].ID != ids[0] || latest["b"].State != store.JobQueued {
 		t.Errorf("latest %+v %v", latest, err)
 	}

@@ -54,6 +54,11 @@ type ServerConfig struct {
 	// TLSCert and TLSKey make serve's API speak HTTPS.
 	TLSCert string `mapstructure:"tls_cert"`
 	TLSKey  string `mapstructure:"tls_key"`
+	// PublicPage serves the status page without a login (a trusted network).
+	PublicPage bool `mapstructure:"public_page"`
+	// MetricsToken, a reference (env:NAME, file:PATH), makes /metrics
+	// require "Authorization: Bearer" with it; empty: /metrics is open.
+	MetricsToken string `mapstructure:"metrics_token"`
 }
 
 // LogConfig configures logging.
@@ -131,6 +136,8 @@ func configKeys() []configKey {
 		{"server.token", "", "the CLI's API token: env:NAME or file:PATH"},
 		{"server.tls_cert", "", "TLS certificate file of serve's API"},
 		{"server.tls_key", "", "TLS key file of serve's API"},
+		{"server.public_page", false, "serve the status page without a login"},
+		{"server.metrics_token", "", "token /metrics requires: env:NAME or file:PATH (empty: open)"},
 		{"log.format", "text", "log format: text or json"},
 	}
 }

@@ -16,7 +16,10 @@ import (
 
 	"github.com/reprov/reprov/agent"
 	"github.com/reprov/reprov/agent/api"
+	"github.com/reprov/reprov/agent/metrics"
 	"github.com/reprov/reprov/agent/store"
+	"github.com/reprov/reprov/agent/web"
+	"github.com/reprov/reprov/inventory"
 )
 
 // serveOptions are the options of `reprov serve`.
@@ -116,8 +119,18 @@ func runServe(ctx context.Context, a *app, o serveOptions) error {
 	if err != nil {
 		return usagef("server.listen: %w", err)
 	}
+	mount, obs, err := env.statusHandlers(inv, tls)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if o.mount != nil {
+		inner := mount
+		mount = func(mux *http.ServeMux) { inner(mux); o.mount(mux) }
+	}
+	env.engine.SetObserver(obs)
 	srv, err := api.New(api.Config{
-		Store: env.st, Engine: env.engine, Inventory: inv, Playbooks: env.pbs, Log: a.log, Mount: o.mount,
+		Store: env.st, Engine: env.engine, Inventory: inv, Playbooks: env.pbs, Log: a.log, Mount: mount,
 		CheckNodes: env.checkProfiles,
 		Defaults:   store.RunLimits{MaxParallel: a.cfg.MaxParallel, PerRack: a.cfg.PerRack},
 	})
@@ -281,4 +294,43 @@ func (l *stateLog) event(e agent.Event) {
 		msg = "job ended"
 	}
 	l.log.Info(msg, attrs...)
+}
+
+// statusHandlers are the status page ("/", "/nodes/NAME", "/login") and
+// the Prometheus metrics ("/metrics") that serve mounts next to the API,
+// and the metrics' observer for the engine.
+func (env *engineEnv) statusHandlers(inv *inventory.Inventory, tls bool) (func(*http.ServeMux), *metrics.Observer, error) {
+	a := env.a
+	invFunc := func() *inventory.Inventory { return inv }
+	page, err := web.New(web.Config{
+		Source: &web.StoreSource{Store: env.st, Inventory: invFunc},
+		Verify: func(ctx context.Context, token string) (string, bool) {
+			t, err := env.st.VerifyToken(ctx, token)
+			if err != nil {
+				return "", false
+			}
+			return string(t.Role), true
+		},
+		Public:       a.cfg.Server.PublicPage,
+		SecureCookie: tls,
+		Log:          a.log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	reg, obs, err := metrics.NewRegistry(metrics.Config{Store: env.st, Inventory: invFunc, Reasons: agent.Reasons(), Log: a.log})
+	if err != nil {
+		return nil, nil, err
+	}
+	token := ""
+	if ref := a.cfg.Server.MetricsToken; ref != "" {
+		if token, err = inventory.NewSecret(ref).Resolve(); err != nil {
+			return nil, nil, usagef("server.metrics_token: %w", err)
+		}
+	}
+	mh := metrics.Handler(reg, token)
+	return func(mux *http.ServeMux) {
+		mux.Handle("/metrics", mh)
+		mux.Handle("/", page)
+	}, obs, nil
 }
