@@ -22,10 +22,10 @@ import (
 type fakeFile struct {
 	mu        sync.Mutex
 	buf       bytes.Buffer
-	synced    int    // bytes of buf covered by a Sync
-	syncs     int    // number of Syncs
-	writeErr  error  // every Write fails with it (after writing half, when half)
-	half      bool   // a failing Write leaves half its bytes (a torn line)
+	synced    int   // bytes of buf covered by a Sync
+	syncs     int   // number of Syncs
+	writeErr  error // every Write fails with it (after writing half, when half)
+	half      bool  // a failing Write leaves half its bytes (a torn line)
 	syncGate  chan struct{}
 	inSync    chan struct{} // receives once per Sync entered (when non-nil)
 	failAfter int           // when > 0, Writes after this many fail with writeErr
