@@ -131,7 +131,7 @@ func migrations() []migration {
 		)`,
 			`CREATE INDEX IF NOT EXISTS reprov_sector_node ON reprov_sector (node, run_id, id)`,
 		},
-	}}
+	}, auditMigration()}
 }
 
 // SchemaVersion is the version of reprov's own schema this build writes.
