@@ -342,7 +342,7 @@ func (a *app) newEngineEnv(ctx context.Context, inv *inventory.Inventory, withAu
 			return nil, err
 		}
 		env.auditPath = filepath.Join(dir, "audit.jsonl")
-		if env.audit, err = audit.Open(env.auditPath, ""); err != nil {
+		if env.audit, err = a.openAudit(env.auditPath, st); err != nil {
 			env.close()
 			return nil, failedError(err)
 		}
@@ -585,25 +585,9 @@ func nodeByMAC(inv *inventory.Inventory) func(string) (string, bool) {
 	}
 }
 
-// activeJobs returns the selected nodes' active reinstall jobs, for
-// power and bootdev to refuse them unless --force. An SQLite store that
-// does not exist yet holds none.
-func (a *app) activeJobs(ctx context.Context, nodes []inventory.Node) (map[string]store.NodeJob, error) {
-	url := a.storeURL()
-	if strings.HasPrefix(url, "sqlite:") {
-		p, err := store.SQLitePath(url)
-		if err != nil {
-			return nil, usageError(err)
-		}
-		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
-	}
-	st, err := store.Open(ctx, url, a.storeLog())
-	if err != nil {
-		return nil, usageError(err)
-	}
-	defer st.Close()
+// activeJobsIn returns the selected nodes' active reinstall jobs in st,
+// for power and bootdev to refuse them unless --force.
+func activeJobsIn(ctx context.Context, st *store.Store, nodes []inventory.Node) (map[string]store.NodeJob, error) {
 	out := map[string]store.NodeJob{}
 	for _, n := range nodes {
 		j, err := st.ActiveJob(ctx, n.Name)
