@@ -40,6 +40,7 @@ Exit codes: 0 success; 1 some node failed (or validate found errors);
 		newPlanCmd(a),
 		newRestoreCmd(a),
 		newJobsCmd(a),
+		newAuditCmd(a),
 		newPlaybooksCmd(a),
 		newDemoCmd(a),
 		newAgentCmd(a),
