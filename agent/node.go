@@ -729,6 +729,9 @@ func (r *nodeRun) session(conn SSHConn) (*inband.Session, error) {
 		RebootDelay: r.e.cfg.RebootDelay,
 		UnitTimeout: r.pb.Timeouts.Inband,
 		Wipe:        wipePolicy(r.pb),
+		Job:         r.job.ID,
+		// No Fence inside the session: BeforeUnit fences right before the
+		// wipe, and the unit wipe → next-boot → reboot then runs whole.
 		BeforeUnit: func(ctx context.Context) error {
 			if err := r.boundary(ctx); err != nil {
 				return err

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/reprov/reprov/agent/audit"
 	"github.com/reprov/reprov/agent/inband"
 	"github.com/reprov/reprov/agent/inband/sshx"
 	"github.com/reprov/reprov/agent/inband/steps"
@@ -24,28 +25,18 @@ const (
 	ActionPowerPrefix     = "power "
 )
 
-// errIntentNotRecorded: the audit log could not record an intent, so the
-// act did not run.
-var errIntentNotRecorded = errors.New("intent not recorded: the act was not attempted")
-
-// audited runs an act on the node through the audit log: the lease is
-// checked right before the intent (fencing: a controller that lost its
-// lease stops at once), the intent is synced before the act, the outcome
-// recorded after. The act does not run when the lease is lost or the
-// intent cannot be recorded.
+// audited runs an act on the node through the audit log's one wrapper
+// (audit.Log.Do): the lease is checked right before the intent (fencing:
+// a controller that lost its lease stops at once), the intent is synced
+// (and mirrored into the store) before the act, the outcome recorded
+// after. The act does not run when the lease is lost or the intent cannot
+// be recorded; a lost outcome record never changes the act's result.
 func (r *nodeRun) audited(ctx context.Context, action string, detail map[string]any, act func(context.Context) (map[string]any, error)) error {
-	if err := r.fence(ctx); err != nil {
-		return err
+	err := r.e.cfg.Audit.Do(ctx, audit.Entry{Node: r.n.Name, Action: action, Detail: detail, Job: r.job.ID, Fence: r.fence}, act)
+	if errors.Is(err, errLeaseLost) {
+		return errLeaseLost
 	}
-	p, err := r.e.cfg.Audit.Intent(r.n.Name, action, detail)
-	if err != nil {
-		return fmt.Errorf("node %s: %s: %w: %w", r.n.Name, action, errIntentNotRecorded, err)
-	}
-	out, actErr := act(ctx)
-	if aerr := p.Done(actErr, out); aerr != nil {
-		r.log.Error("audit outcome not recorded", "action", action, "err", aerr)
-	}
-	return actErr
+	return err
 }
 
 // fence checks, right before a destructive intent, that this worker still
@@ -104,7 +95,7 @@ func (r *nodeRun) oob(ctx context.Context) (*kick, error) {
 				return map[string]any{"verified": res.Verified, "read_back": res.ReadBack, "warnings": res.Warnings}, err
 			})
 		switch {
-		case errors.Is(err, errLeaseLost), errors.Is(err, errIntentNotRecorded):
+		case errors.Is(err, errLeaseLost), errors.Is(err, audit.ErrIntentNotRecorded):
 			return out, "", err
 		case err != nil:
 			return out, "", cannot("the BMC did not take the boot override: %v", err)
@@ -126,7 +117,7 @@ func (r *nodeRun) oob(ctx context.Context) (*kick, error) {
 		case errors.Is(err, bmc.ErrPowerOutcomeUnknown):
 			// It may have happened: never repeat it; the landing decides.
 			out.Unknown = err.Error()
-		case errors.Is(err, errLeaseLost), errors.Is(err, errIntentNotRecorded):
+		case errors.Is(err, errLeaseLost), errors.Is(err, audit.ErrIntentNotRecorded):
 			return out, "", err
 		case err != nil:
 			return out, "", cannot("the BMC did not carry out the power action: %v", err)

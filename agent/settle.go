@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/reprov/reprov/agent/audit"
 	"github.com/reprov/reprov/agent/inband"
 	"github.com/reprov/reprov/agent/inband/steps"
 	"github.com/reprov/reprov/agent/store"
@@ -273,7 +274,7 @@ func (r *nodeRun) finishUnitByBMC(ctx context.Context) (string, error) {
 			res, err := c.SetBootOverride(actx, want)
 			return map[string]any{"verified": res.Verified, "read_back": res.ReadBack}, err
 		})
-	if errors.Is(ovErr, errIntentNotRecorded) || errors.Is(ovErr, errLeaseLost) {
+	if errors.Is(ovErr, audit.ErrIntentNotRecorded) || errors.Is(ovErr, errLeaseLost) {
 		return "", ovErr
 	}
 	action, err := r.powerKick(actx, c, string(bmc.ActionCycle), why)

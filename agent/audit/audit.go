@@ -1,21 +1,55 @@
 // Package audit is reprov's two-phase audit log: every power change, boot
 // override and destructive in-band step is written as an intent, synced to
 // disk, before it runs, and as an outcome after. The log is a JSON-lines
-// file in the state dir (audit.jsonl) that operators can read with jq; the
-// job store keeps the same records for resume.
+// file in the state dir (audit.jsonl) that operators can read with jq; with
+// a Sink (the job store) every record also goes to the shared trail that
+// `reprov audit` shows across controllers.
 //
 // An intent with no outcome means the process died while the act may have
 // happened: resume must settle it by looking, never by repeating it blindly
-// (DESIGN.md §6).
+// (docs/architecture.md, "Audit").
+//
+// # The rule
+//
+// Every audited act goes through [Log.Do], which follows one rule:
+//
+//   - An intent that cannot be recorded (file, fsync or sink failed, or the
+//     log is poisoned, see below): the act does not run, and Do returns an
+//     error wrapping [ErrIntentNotRecorded] that names the node and the
+//     action.
+//   - An outcome that cannot be recorded does not change the act's result:
+//     Do returns the act's own error (nil when it succeeded), so no caller
+//     ever repeats an act that happened. The failure is logged, and it
+//     poisons the log: every later intent fails with ErrIntentNotRecorded
+//     ("an earlier outcome could not be recorded"). A controller that cannot
+//     record stops acting.
+//
+// A sink failure counts as a failure to record: the act must not run
+// unrecorded in the shared trail. When an intent reached the file but not
+// the sink, a skipped outcome is written to the file (only), so the local
+// log does not show an unsettled intent for an act that never ran.
+//
+// # Group commit
+//
+// One writer: records are queued; the first caller to find no write in
+// flight becomes the leader, writes every queued record, fsyncs once, hands
+// the batch to the sink in one call, wakes every caller of the batch, and
+// hands leadership to the next queued caller. Every record written while
+// an fsync is in flight is covered by the next single fsync. Durability is
+// unchanged: an intent returns only once its record is on disk (and in the
+// sink).
 package audit
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -34,6 +68,13 @@ const (
 	ResultSkipped = "skipped"
 )
 
+// ErrIntentNotRecorded is wrapped by every error that stopped an act
+// because its intent could not be recorded.
+var ErrIntentNotRecorded = errors.New("audit intent not recorded")
+
+// ErrClosed is wrapped by the errors of writes to a closed log.
+var ErrClosed = errors.New("audit log is closed")
+
 // Record is one line of the audit log. Detail must never hold a secret.
 type Record struct {
 	Time   time.Time      `json:"time"`
@@ -45,24 +86,168 @@ type Record struct {
 	Detail map[string]any `json:"detail,omitempty"`
 	Result string         `json:"result,omitempty"`
 	Error  string         `json:"error,omitempty"`
+	// Controller is who wrote the record ("host/pid").
+	Controller string `json:"controller,omitempty"`
+	// Job is the store's node job the act belongs to (0: ad-hoc command).
+	Job int64 `json:"job_id,omitempty"`
 }
 
-// Log appends records to a JSON-lines file. It is safe for concurrent use.
+// Sink receives every batch of records after it is on disk, e.g. the job
+// store's shared trail. One call per batch; an error fails every record of
+// the batch (see the package doc for what that means).
+type Sink interface {
+	Append(ctx context.Context, recs []Record) error
+}
+
+// SinkFunc adapts a function to a Sink.
+type SinkFunc func(ctx context.Context, recs []Record) error
+
+// Append calls f.
+func (f SinkFunc) Append(ctx context.Context, recs []Record) error { return f(ctx, recs) }
+
+// Options are the optional settings of a Log.
+type Options struct {
+	// Sink, when set, receives every record after it is on disk.
+	Sink Sink
+	// SinkTimeout bounds one Sink.Append (default 30 s). The sink runs on a
+	// context detached from the callers' cancellation: a record on disk is
+	// not left out of the shared trail because one caller gave up.
+	SinkTimeout time.Duration
+	// Controller tags every record with who wrote it (default
+	// DefaultController()).
+	Controller string
+	// Log receives failures to record an outcome (default: discarded).
+	Log *slog.Logger
+}
+
+// DefaultController is "host/pid", the Controller of a Log opened without
+// one.
+func DefaultController() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		h = "unknown-host"
+	}
+	return fmt.Sprintf("%s/%d", h, os.Getpid())
+}
+
+// file is what the log writes to: an *os.File, or a test's fake.
+type file interface {
+	io.Writer
+	Sync() error
+	Close() error
+}
+
+// Log appends records to a JSON-lines file, group-committed. It is safe for
+// concurrent use.
 type Log struct {
-	mu  sync.Mutex
-	f   *os.File
-	run string
-	now func() time.Time
+	run  string
+	opts Options
+	log  *slog.Logger
+	now  func() time.Time
+
+	mu       sync.Mutex
+	idle     sync.Cond // signalled when writing ends
+	f        file      // nil once closed
+	pending  []*request
+	writing  bool  // a leader is writing a batch
+	torn     bool  // the last write failed: the file may end mid-line
+	poisoned error // set when an outcome could not be recorded
+}
+
+// request is one record waiting for the group commit.
+type request struct {
+	rec Record
+	// localOnly keeps the record out of the sink (the skipped outcome of an
+	// intent the sink never got).
+	localOnly bool
+	done      chan result // buffered 1
+}
+
+type result struct {
+	err  error
+	lead bool // the receiver is the next leader
 }
 
 // Open opens (creating if needed, mode 0600) the audit log at path. run
 // tags every record with the run it belongs to ("" for ad-hoc commands).
-func Open(path, run string) (*Log, error) {
+// At most one Options may be given.
+func Open(path, run string, opts ...Options) (*Log, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
-	return &Log{f: f, run: run, now: time.Now}, nil
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	return newLog(f, run, o), nil
+}
+
+func newLog(f file, run string, o Options) *Log {
+	if o.Controller == "" {
+		o.Controller = DefaultController()
+	}
+	if o.SinkTimeout <= 0 {
+		o.SinkTimeout = 30 * time.Second
+	}
+	lg := o.Log
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	l := &Log{f: f, run: run, opts: o, log: lg, now: time.Now}
+	l.idle.L = &l.mu
+	return l
+}
+
+// Entry is one audited act.
+type Entry struct {
+	Node, Action string
+	Detail       map[string]any // never a secret
+	Job          int64          // the store's node job, 0 for ad-hoc commands
+	// Fence, when set, is called right before the intent is written; an
+	// error stops everything: no intent, no act (the engine checks its
+	// lease here). Do returns the fence's error, wrapped with node and
+	// action.
+	Fence func(ctx context.Context) error
+}
+
+// SkipError is an act's error saying that it deliberately did not act
+// (a dry run, a refused check): Do records the outcome as skipped with
+// Reason instead of failed, and returns the SkipError unchanged.
+type SkipError struct {
+	Reason string
+	Err    error // may be nil
+}
+
+func (e *SkipError) Error() string {
+	if e.Err != nil {
+		return e.Err.Error()
+	}
+	return "skipped: " + e.Reason
+}
+
+// Unwrap returns the underlying error.
+func (e *SkipError) Unwrap() error { return e.Err }
+
+// Do records the intent (durable before the act), runs act, records the
+// outcome: ok when act returns nil, skipped for a *SkipError, failed
+// otherwise, with act's outcome map as the detail. It returns act's error
+// unchanged, or, when the fence or the intent failed, an error naming node
+// and action (wrapping ErrIntentNotRecorded for the intent) without running
+// act. See the package doc for the rule on failed outcome records.
+func (l *Log) Do(ctx context.Context, e Entry, act func(ctx context.Context) (outcome map[string]any, err error)) error {
+	if e.Fence != nil {
+		if err := e.Fence(ctx); err != nil {
+			return fmt.Errorf("node %s: %s not attempted: %w", e.Node, e.Action, err)
+		}
+	}
+	p, err := l.Begin(ctx, e)
+	if err != nil {
+		return err
+	}
+	out, actErr := act(ctx)
+	_ = p.Finish(ctx, actErr, out) // logged and poisons the log; never changes the act's result
+	return actErr
 }
 
 // Pending is an intent that awaits its outcome.
@@ -71,78 +256,229 @@ type Pending struct {
 	id     string
 	node   string
 	action string
+	job    int64
 }
 
 // ID is the intent's record ID, shared by its outcome.
 func (p Pending) ID() string { return p.id }
 
-// Intent records that action is about to happen on node and syncs the file,
-// so the record survives a crash during the act. The act must not start if
-// Intent returns an error.
-func (l *Log) Intent(node, action string, detail map[string]any) (Pending, error) {
+// Begin records e's intent and syncs it (and hands it to the sink), so the
+// record survives a crash during the act: the two-step form of Do. The act
+// must not start if Begin returns an error, which then wraps
+// ErrIntentNotRecorded and names node and action. Begin does not call
+// e.Fence (Do does).
+func (l *Log) Begin(ctx context.Context, e Entry) (Pending, error) {
+	notRecorded := func(err error) error {
+		return fmt.Errorf("node %s: %s not attempted: %w: %w", e.Node, e.Action, ErrIntentNotRecorded, err)
+	}
 	id, err := newID()
 	if err != nil {
-		return Pending{}, err
+		return Pending{}, notRecorded(err)
 	}
-	rec := Record{ID: id, Phase: PhaseIntent, Node: node, Action: action, Detail: detail}
-	if err := l.write(rec); err != nil {
-		return Pending{}, err
+	rec := Record{ID: id, Phase: PhaseIntent, Node: e.Node, Action: e.Action, Detail: e.Detail, Job: e.Job}
+	if err := l.submit(ctx, rec, false); err != nil {
+		var se *sinkError
+		if errors.As(err, &se) {
+			// On disk but not in the shared trail: settle it locally, the
+			// act will not run.
+			skip := Record{ID: id, Phase: PhaseOutcome, Node: e.Node, Action: e.Action, Job: e.Job,
+				Result: ResultSkipped, Error: "intent not recorded in the audit sink: not attempted"}
+			if lerr := l.submit(ctx, skip, true); lerr != nil {
+				l.log.ErrorContext(ctx, "audit: settling an intent the sink refused", "node", e.Node, "action", e.Action, "err", lerr)
+			}
+		}
+		return Pending{}, notRecorded(err)
 	}
-	return Pending{log: l, id: id, node: node, action: action}, nil
+	return Pending{log: l, id: id, node: e.Node, action: e.Action, job: e.Job}, nil
 }
 
-// Done records the outcome of the intent: ok when actErr is nil, failed
-// otherwise, or skipped when skipped is set in detail["skipped"].
-func (p Pending) Done(actErr error, detail map[string]any) error {
-	rec := Record{ID: p.id, Phase: PhaseOutcome, Node: p.node, Action: p.action, Detail: detail, Result: ResultOK}
-	if actErr != nil {
-		rec.Result = ResultFailed
-		rec.Error = actErr.Error()
+// Intent is Begin for an ad-hoc act (no job, background context).
+func (l *Log) Intent(node, action string, detail map[string]any) (Pending, error) {
+	return l.Begin(context.Background(), Entry{Node: node, Action: action, Detail: detail})
+}
+
+// Finish records the outcome of the intent: ok when actErr is nil,
+// skipped for a *SkipError, failed otherwise. A failure to record it is
+// logged and poisons the log (see the package doc); it is returned for
+// callers of the two-step form, which must not turn it into the act's
+// result either.
+func (p Pending) Finish(ctx context.Context, actErr error, detail map[string]any) error {
+	rec := Record{ID: p.id, Phase: PhaseOutcome, Node: p.node, Action: p.action, Job: p.job, Detail: detail, Result: ResultOK}
+	var skip *SkipError
+	switch {
+	case errors.As(actErr, &skip):
+		rec.Result, rec.Error = ResultSkipped, skip.Reason
+	case actErr != nil:
+		rec.Result, rec.Error = ResultFailed, actErr.Error()
 	}
-	return p.log.write(rec)
+	return p.log.submit(ctx, rec, false)
+}
+
+// Done is Finish with a background context.
+func (p Pending) Done(actErr error, detail map[string]any) error {
+	return p.Finish(context.Background(), actErr, detail)
 }
 
 // Skipped records that the intent was not carried out (dry run, refused check).
 func (p Pending) Skipped(reason string) error {
-	return p.log.write(Record{ID: p.id, Phase: PhaseOutcome, Node: p.node, Action: p.action,
-		Result: ResultSkipped, Error: reason})
+	return p.Finish(context.Background(), &SkipError{Reason: reason}, nil)
 }
 
-func (l *Log) write(rec Record) error {
+// sinkError is a record that reached the file but not the sink.
+type sinkError struct{ err error }
+
+func (e *sinkError) Error() string { return "audit sink: " + e.err.Error() }
+func (e *sinkError) Unwrap() error { return e.err }
+
+// errPoisoned is the cause of every intent refused after a failed outcome.
+type errPoisoned struct{ cause error }
+
+func (e *errPoisoned) Error() string {
+	return "an earlier outcome could not be recorded: " + e.cause.Error()
+}
+
+// submit queues rec and returns once it is on disk (and in the sink), or
+// could not be written. The caller that finds no write in flight leads:
+// it writes the whole queue, syncs once, and hands on.
+func (l *Log) submit(ctx context.Context, rec Record, localOnly bool) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.f == nil {
-		return errors.New("audit log is closed")
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	if rec.Phase == PhaseIntent && l.poisoned != nil {
+		err := l.poisoned
+		l.mu.Unlock()
+		return err
 	}
 	rec.Time = l.now().UTC()
 	rec.Run = l.run
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("audit record: %w", err)
+	rec.Controller = l.opts.Controller
+	r := &request{rec: rec, localOnly: localOnly, done: make(chan result, 1)}
+	l.pending = append(l.pending, r)
+	if l.writing {
+		l.mu.Unlock()
+		res := <-r.done
+		if !res.lead {
+			return res.err
+		}
+		l.mu.Lock() // leadership handed over: l.writing is still set
+	} else {
+		l.writing = true
 	}
-	b = append(b, '\n')
-	if _, err := l.f.Write(b); err != nil {
-		return fmt.Errorf("write audit log: %w", err)
+	batch := l.pending
+	l.pending = nil
+	f, torn := l.f, l.torn
+	l.mu.Unlock()
+
+	errs, wrote := l.commit(ctx, f, torn, batch)
+
+	l.mu.Lock()
+	l.torn = !wrote
+	for i, q := range batch {
+		if errs[i] != nil && q.rec.Phase == PhaseOutcome && l.poisoned == nil {
+			l.poisoned = &errPoisoned{cause: errs[i]}
+		}
 	}
-	if err := l.f.Sync(); err != nil {
-		return fmt.Errorf("sync audit log: %w", err)
+	if len(l.pending) > 0 {
+		l.pending[0].done <- result{lead: true}
+	} else {
+		l.writing = false
+		l.idle.Broadcast()
 	}
-	return nil
+	l.mu.Unlock()
+
+	var mine error
+	for i, q := range batch {
+		if errs[i] != nil && q.rec.Phase == PhaseOutcome {
+			l.log.Error("audit outcome not recorded: this controller records no more intents",
+				"node", q.rec.Node, "action", q.rec.Action, "id", q.rec.ID, "err", errs[i])
+		}
+		if q == r {
+			mine = errs[i]
+			continue
+		}
+		q.done <- result{err: errs[i]}
+	}
+	return mine
 }
 
-// Close closes the file. Further writes fail.
+// commit writes batch to f, syncs once and appends it to the sink. It
+// returns each record's error and whether the file write ended cleanly.
+func (l *Log) commit(ctx context.Context, f file, torn bool, batch []*request) ([]error, bool) {
+	errs := make([]error, len(batch))
+	fail := func(err error) ([]error, bool) {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		return errs, false
+	}
+	var buf []byte
+	if torn {
+		buf = append(buf, '\n') // end a line a failed write may have left half-written
+	}
+	for i, q := range batch {
+		b, err := json.Marshal(q.rec)
+		if err != nil {
+			errs[i] = fmt.Errorf("audit record: %w", err)
+			continue
+		}
+		buf = append(buf, b...)
+		buf = append(buf, '\n')
+	}
+	if _, err := f.Write(buf); err != nil {
+		return fail(fmt.Errorf("write audit log: %w", err))
+	}
+	if err := f.Sync(); err != nil {
+		return fail(fmt.Errorf("sync audit log: %w", err))
+	}
+	if l.opts.Sink == nil {
+		return errs, true
+	}
+	var recs []Record
+	var idx []int
+	for i, q := range batch {
+		if errs[i] == nil && !q.localOnly {
+			recs = append(recs, q.rec)
+			idx = append(idx, i)
+		}
+	}
+	if len(recs) == 0 {
+		return errs, true
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.opts.SinkTimeout)
+	defer cancel()
+	if err := l.opts.Sink.Append(sctx, recs); err != nil {
+		se := &sinkError{err: err}
+		for _, i := range idx {
+			errs[i] = se
+		}
+	}
+	return errs, true
+}
+
+// Close closes the file. Further writes fail with ErrClosed. Close waits
+// for a batch in flight.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.f == nil {
 		return nil
 	}
+	// A leader holds its own reference to the file; closing under it
+	// would fail its write. Closing while acts are still being recorded is
+	// a caller bug, but must not lose a record: wait for the queue.
+	for l.writing {
+		l.idle.Wait()
+	}
 	err := l.f.Close()
 	l.f = nil
 	return err
 }
 
-// Read returns every record of the log at path, in order. A torn last line
+// Read returns every record of the log at path, in order. A torn line
 // (a crash mid-write) is ignored.
 func Read(path string) ([]Record, error) {
 	f, err := os.Open(path)

@@ -75,6 +75,14 @@ type Config struct {
 	Run string
 	// Audit is the two-phase audit log. Required to wipe.
 	Audit *audit.Log
+	// Job is the store's node job this session works for: it tags the
+	// audit records (0: an ad-hoc command).
+	Job int64
+	// Fence, when set, is called right before the intent of every act that
+	// writes to the node (wipe, next-boot, reboot; not the restore that
+	// undoes a failed unit): an error stops there, nothing is written
+	// (audit.Entry.Fence; the engine checks its lease here).
+	Fence func(ctx context.Context) error
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// AgentBinary is the reprov-agent binary to push (agent mode push):
@@ -223,40 +231,47 @@ type IdentifyReport struct {
 // the report and a *steps.IdentityError naming expected and found values.
 // A node with skip_identity_check gets an opted-out check.
 func (s *Session) Identify(ctx context.Context) (*IdentifyReport, error) {
-	p, err := s.intent(ActionIdentify, map[string]any{"mode": s.mode})
-	if err != nil {
-		return nil, err
+	var rep *IdentifyReport
+	var readErr error
+	err := s.audited(ctx, ActionIdentify, false, map[string]any{"mode": s.mode}, func(ctx context.Context) (map[string]any, error) {
+		id, err := s.steps.identify(ctx)
+		if err != nil {
+			readErr = err
+			return nil, err
+		}
+		rep = &IdentifyReport{Identity: id}
+		if s.node.SkipIdentityCheck {
+			rep.Check = steps.OptedOut(s.node.Name)
+		} else {
+			rep.Check = steps.CompareIdentity(s.expected(ctx), id)
+		}
+		return map[string]any{"boot_id": id.BootID, "check": rep.Check}, rep.Check.Err()
+	})
+	if readErr != nil {
+		return nil, fmt.Errorf("node %s: identify: %w", s.node.Name, readErr)
 	}
-	id, err := s.steps.identify(ctx)
-	if err != nil {
-		s.done(p, err, nil)
-		return nil, fmt.Errorf("node %s: identify: %w", s.node.Name, err)
-	}
-	rep := &IdentifyReport{Identity: id}
-	if s.node.SkipIdentityCheck {
-		rep.Check = steps.OptedOut(s.node.Name)
-	} else {
-		rep.Check = steps.CompareIdentity(s.expected(ctx), id)
-	}
-	err = rep.Check.Err()
-	s.done(p, err, map[string]any{"boot_id": id.BootID, "check": rep.Check})
 	return rep, err
 }
 
 // ResolveDisk resolves the node's boot disk (boot.disk, or the disk
 // holding /boot or /) with every safety check. It writes nothing.
 func (s *Session) ResolveDisk(ctx context.Context) (*steps.DiskInfo, error) {
-	p, err := s.intent(ActionResolveDisk, map[string]any{"configured": s.node.Boot.Disk})
-	if err != nil {
+	var info *steps.DiskInfo
+	ran := false
+	err := s.audited(ctx, ActionResolveDisk, false, map[string]any{"configured": s.node.Boot.Disk}, func(ctx context.Context) (map[string]any, error) {
+		ran = true
+		var err error
+		info, err = s.steps.resolveDisk(ctx, s.node.Boot.Disk)
+		var detail map[string]any
+		if info != nil {
+			detail = map[string]any{"disk": info.Path, "reason": info.Reason}
+		}
+		return detail, err
+	})
+	switch {
+	case err != nil && !ran:
 		return nil, err
-	}
-	info, err := s.steps.resolveDisk(ctx, s.node.Boot.Disk)
-	var detail map[string]any
-	if info != nil {
-		detail = map[string]any{"disk": info.Path, "reason": info.Reason}
-	}
-	s.done(p, err, detail)
-	if err != nil {
+	case err != nil:
 		return nil, fmt.Errorf("node %s: resolve disk: %w", s.node.Name, err)
 	}
 	return info, nil
@@ -355,17 +370,22 @@ func (s *Session) Reinstall(ctx context.Context) (*Result, error) {
 	}
 
 	if write {
-		p, err := s.intent(ActionWipe, map[string]any{"disk": res.Disk.Path, "partition_table": plan.Table, "scope": scope,
-			"ranges": plan.Ranges, "saved_file": res.SavedFile, "saved_sha256": plan.SavedSHA256})
-		if err != nil {
-			return res, err
+		var wipe *steps.WipeResult
+		ran := false
+		err := s.audited(uctx, ActionWipe, true, map[string]any{"disk": res.Disk.Path, "partition_table": plan.Table, "scope": scope,
+			"ranges": plan.Ranges, "saved_file": res.SavedFile, "saved_sha256": plan.SavedSHA256}, func(ctx context.Context) (map[string]any, error) {
+			ran = true
+			var err error
+			wipe, err = s.steps.wipe(ctx, res.Disk.Path, plan.SavedSHA256, scope)
+			var wd map[string]any
+			if wipe != nil {
+				wd = map[string]any{"bytes_zeroed": wipe.BytesZeroed, "verified": wipe.Verified}
+			}
+			return wd, err
+		})
+		if err != nil && !ran {
+			return res, err // nothing was written
 		}
-		wipe, err := s.steps.wipe(uctx, res.Disk.Path, plan.SavedSHA256, scope)
-		var wd map[string]any
-		if wipe != nil {
-			wd = map[string]any{"bytes_zeroed": wipe.BytesZeroed, "verified": wipe.Verified}
-		}
-		s.done(p, err, wd)
 		if err != nil {
 			err = fmt.Errorf("node %s: wipe %s: %w", s.node.Name, res.Disk.Path, err)
 			if nothingWritten(err) {
@@ -378,41 +398,47 @@ func (s *Session) Reinstall(ctx context.Context) (*Result, error) {
 
 	nbOpts := steps.NextBootOptions{Mode: s.node.Boot.Mode, MACs: s.node.MACs, Verify: s.node.BMC.Options.Verify,
 		BootFlagTimeout: s.node.BMC.Options.BootFlagTimeout}
-	p, err := s.intent(ActionNextBoot, map[string]any{"mode": nbOpts.Mode, "target": "pxe"})
-	if err != nil {
-		return res, undo(err)
-	}
-	nb, err := s.steps.nextBoot(uctx, nbOpts)
-	var nd map[string]any
-	if nb != nil && nb.IPMI != nil {
-		nd = map[string]any{"mode": nb.Mode, "via": nb.IPMI.Via, "verified": nb.IPMI.Verified, "read_back": nb.IPMI.ReadBack}
-		if nb.EFI != nil {
-			nd["boot_next"] = nb.EFI.BootNext
+	ran := false
+	err = s.audited(uctx, ActionNextBoot, true, map[string]any{"mode": nbOpts.Mode, "target": "pxe"}, func(ctx context.Context) (map[string]any, error) {
+		ran = true
+		nb, err := s.steps.nextBoot(ctx, nbOpts)
+		res.NextBoot = nb
+		var nd map[string]any
+		if nb != nil && nb.IPMI != nil {
+			nd = map[string]any{"mode": nb.Mode, "via": nb.IPMI.Via, "verified": nb.IPMI.Verified, "read_back": nb.IPMI.ReadBack}
+			if nb.EFI != nil {
+				nd["boot_next"] = nb.EFI.BootNext
+			}
 		}
-	}
-	s.done(p, err, nd)
-	res.NextBoot = nb
-	if err != nil {
+		return nd, err
+	})
+	switch {
+	case err != nil && !ran:
+		return res, undo(err)
+	case err != nil:
 		return res, undo(fmt.Errorf("node %s: next-boot: %w", s.node.Name, err))
 	}
 
-	p, err = s.intent(ActionReboot, map[string]any{"delay_seconds": s.cfg.RebootDelay.Seconds(), "boot_id": res.BootIDBefore})
-	if err != nil {
+	ran = false
+	err = s.audited(uctx, ActionReboot, true, map[string]any{"delay_seconds": s.cfg.RebootDelay.Seconds(), "boot_id": res.BootIDBefore}, func(ctx context.Context) (map[string]any, error) {
+		ran = true
+		rb, err := s.steps.reboot(ctx, s.cfg.RebootDelay)
+		if errors.Is(err, sshx.ErrConnectionLost) {
+			res.LinkDropped = true
+			res.Reboot = &steps.RebootResult{Version: steps.ProtocolVersion, Method: "connection dropped during the reboot command (expected)",
+				DelaySeconds: s.cfg.RebootDelay.Seconds(), BootID: res.BootIDBefore}
+			return map[string]any{"link_dropped": true}, nil
+		}
+		res.Reboot = rb
+		return nil, err
+	})
+	switch {
+	case err != nil && !ran:
 		return res, undo(err)
-	}
-	rb, err := s.steps.reboot(uctx, s.cfg.RebootDelay)
-	if errors.Is(err, sshx.ErrConnectionLost) {
-		res.LinkDropped = true
-		s.done(p, nil, map[string]any{"link_dropped": true})
-		res.Reboot = &steps.RebootResult{Version: steps.ProtocolVersion, Method: "connection dropped during the reboot command (expected)",
-			DelaySeconds: s.cfg.RebootDelay.Seconds(), BootID: res.BootIDBefore}
-		return res, nil
-	}
-	s.done(p, err, nil)
-	if err != nil {
+	case err != nil:
+		res.Reboot = nil
 		return res, undo(fmt.Errorf("node %s: reboot: %w", s.node.Name, err))
 	}
-	res.Reboot = rb
 	return res, nil
 }
 
@@ -434,16 +460,17 @@ func (s *Session) undo(ctx context.Context, res *Result, saved *steps.SavedSecto
 }
 
 func (s *Session) restore(ctx context.Context, saved *steps.SavedSectors, disk string, force bool) (*steps.RestoreResult, error) {
-	p, err := s.intent(ActionRestore, map[string]any{"disk": saved.Disk, "ranges": len(saved.Ranges), "sha256": saved.SHA256, "force": force})
-	if err != nil {
-		return nil, err
-	}
-	r, err := s.steps.restore(ctx, saved, disk, force)
-	var d map[string]any
-	if r != nil {
-		d = map[string]any{"before": r.Before, "bytes_written": r.BytesWritten, "verified": r.Verified}
-	}
-	s.done(p, err, d)
+	var r *steps.RestoreResult
+	err := s.audited(ctx, ActionRestore, false, map[string]any{"disk": saved.Disk, "ranges": len(saved.Ranges), "sha256": saved.SHA256, "force": force},
+		func(ctx context.Context) (map[string]any, error) {
+			var err error
+			r, err = s.steps.restore(ctx, saved, disk, force)
+			var d map[string]any
+			if r != nil {
+				d = map[string]any{"before": r.Before, "bytes_written": r.BytesWritten, "verified": r.Verified}
+			}
+			return d, err
+		})
 	return r, err
 }
 
@@ -513,29 +540,29 @@ func LatestSaved(stateDir, node string) (string, error) {
 	return best, nil
 }
 
-// intent records an audit intent (nil log: nothing recorded).
-func (s *Session) intent(action string, detail map[string]any) (*audit.Pending, error) {
+// audited runs act under the audit log (audit.Log.Do: the act does not run
+// when its intent cannot be recorded; a lost outcome record never changes
+// the act's result). writes marks an act that writes to the node: it is
+// fenced (Config.Fence). Without an audit log, act just runs.
+func (s *Session) audited(ctx context.Context, action string, writes bool, detail map[string]any, act func(ctx context.Context) (map[string]any, error)) error {
 	if s.cfg.Audit == nil {
-		return nil, nil
+		if writes && s.cfg.Fence != nil {
+			if err := s.cfg.Fence(ctx); err != nil {
+				return fmt.Errorf("node %s: %s not attempted: %w", s.node.Name, action, err)
+			}
+		}
+		_, err := act(ctx)
+		return err
 	}
 	if detail == nil {
 		detail = map[string]any{}
 	}
 	detail["agent_mode"] = s.mode
-	p, err := s.cfg.Audit.Intent(s.node.Name, action, detail)
-	if err != nil {
-		return nil, fmt.Errorf("node %s: audit intent %s (nothing was done): %w", s.node.Name, action, err)
+	e := audit.Entry{Node: s.node.Name, Action: action, Detail: detail, Job: s.cfg.Job}
+	if writes {
+		e.Fence = s.cfg.Fence
 	}
-	return &p, nil
-}
-
-func (s *Session) done(p *audit.Pending, err error, detail map[string]any) {
-	if p == nil {
-		return
-	}
-	if aerr := p.Done(err, detail); aerr != nil {
-		s.log.Error("audit outcome not recorded", "err", aerr)
-	}
+	return s.cfg.Audit.Do(ctx, e, act)
 }
 
 func randomHex(n int) string {

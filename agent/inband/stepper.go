@@ -240,26 +240,22 @@ func (p *pushStepper) ensure(ctx context.Context) error {
 		return fmt.Errorf("node %s: the node is %s, the agent binary %s is built for %s", s.node.Name, arch, binPath, ef.Machine)
 	}
 
-	pend, err := s.intent(ActionPushAgent, map[string]any{"binary": binPath, "sha256": want, "bytes": len(bin)})
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, base := range agentBaseDirs {
-		dir := base + "/reprov-agent-" + randomHex(8)
-		err := p.pushTo(ctx, dir, bin, want)
-		if err == nil {
-			s.done(pend, nil, map[string]any{"path": p.bin})
-			return nil
-		}
-		errs = append(errs, err)
-		if errors.Is(err, sshx.ErrConnectionLost) || ctx.Err() != nil {
-			break
-		}
-	}
-	err = fmt.Errorf("node %s: push agent: %w", s.node.Name, errors.Join(errs...))
-	s.done(pend, err, nil)
-	return err
+	return s.audited(ctx, ActionPushAgent, false, map[string]any{"binary": binPath, "sha256": want, "bytes": len(bin)},
+		func(ctx context.Context) (map[string]any, error) {
+			var errs []error
+			for _, base := range agentBaseDirs {
+				dir := base + "/reprov-agent-" + randomHex(8)
+				err := p.pushTo(ctx, dir, bin, want)
+				if err == nil {
+					return map[string]any{"path": p.bin}, nil
+				}
+				errs = append(errs, err)
+				if errors.Is(err, sshx.ErrConnectionLost) || ctx.Err() != nil {
+					break
+				}
+			}
+			return nil, fmt.Errorf("node %s: push agent: %w", s.node.Name, errors.Join(errs...))
+		})
 }
 
 func (p *pushStepper) pushTo(ctx context.Context, dir string, bin []byte, want string) error {

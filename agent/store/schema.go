@@ -131,7 +131,7 @@ func migrations() []migration {
 		)`,
 			`CREATE INDEX IF NOT EXISTS reprov_sector_node ON reprov_sector (node, run_id, id)`,
 		},
-	}, {
+	}, auditMigration(), {
 		version: 3,
 		name:    "shared queues",
 		stmts: []string{

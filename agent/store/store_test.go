@@ -61,6 +61,7 @@ func runSuite(t *testing.T, dialect store.Dialect, fresh newURL) {
 		{"RiverEndToEnd", testRiverEndToEnd},
 		{"RiverUniquePerNodeJob", testRiverUnique},
 		{"ResumeOrphan", testResumeOrphan},
+		{"AuditTrail", testAuditTrail},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, dialect, fresh) })

@@ -62,7 +62,7 @@ func runBMCInfo(ctx context.Context, a *app, o bmcInfoOptions) error {
 	if err != nil {
 		return err
 	}
-	r, err := a.newBMCRun(o.Fleet, false, false)
+	r, err := a.newBMCRun(ctx, o.Fleet, false, false)
 	if err != nil {
 		return err
 	}

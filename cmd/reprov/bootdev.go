@@ -114,8 +114,13 @@ func runBootdev(ctx context.Context, a *app, o bootdevOptions) error {
 			return err
 		}
 	}
+	r, err := a.newBMCRun(ctx, o.Fleet, true, o.DryRun)
+	if err != nil {
+		return err
+	}
+	defer r.close()
 	if !o.Force && !o.DryRun {
-		busy, err := a.activeJobs(ctx, nodes)
+		busy, err := activeJobsIn(ctx, r.st, nodes)
 		if err != nil {
 			return err
 		}
@@ -123,11 +128,6 @@ func runBootdev(ctx context.Context, a *app, o bootdevOptions) error {
 			return err
 		}
 	}
-	r, err := a.newBMCRun(o.Fleet, true, o.DryRun)
-	if err != nil {
-		return err
-	}
-	defer r.close()
 
 	op := "bootdev " + o.Device
 	results := r.runner.Run(ctx, nodes, op, func(ctx context.Context, n inventory.Node) (any, error) {
@@ -160,7 +160,7 @@ func (r *bmcRun) setBoot(ctx context.Context, c bmc.Client, n inventory.Node, wa
 	detail := bootdevDetail{Requested: want, Protocol: c.Protocol(), DryRun: dryRun}
 	audit := map[string]any{"bmc": n.BMC.Address, "protocol": c.Protocol(),
 		"device": want.Device, "persistent": want.Persistent, "mode": want.Mode}
-	err := r.write(n.Name, "set boot override", audit, func() (map[string]any, error) {
+	err := r.write(ctx, n.Name, "set boot override", audit, func() (map[string]any, error) {
 		res, err := c.SetBootOverride(ctx, want)
 		if res.Verified != "" || res.ReadBack.Device != "" || len(res.Warnings) > 0 {
 			detail.Result = &res

@@ -11,7 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reprov/reprov/agent/audit"
+	"github.com/reprov/reprov/agent/audit/auditstore"
 	"github.com/reprov/reprov/agent/fleet"
+	"github.com/reprov/reprov/agent/store"
 	"github.com/reprov/reprov/bmc"
 	"github.com/reprov/reprov/bmc/connect"
 	"github.com/reprov/reprov/inventory"
@@ -34,18 +36,21 @@ func addFleetFlags(cmd *cobra.Command, f *fleetFlags) {
 }
 
 // bmcRun is what one fleet command over BMCs needs: the runner, the
-// run's per-BMC limiter and, for writes, the audit log.
+// run's per-BMC limiter and, for writes, the job store and the audit log
+// that mirrors its records into it.
 type bmcRun struct {
 	a      *app
 	runner *fleet.Runner
 	lim    *bmc.Limiter
+	st     *store.Store
 	audit  *audit.Log
 	dryRun bool
 }
 
-// newBMCRun sets up a run. With withAudit the audit log in the state dir is
-// opened; the caller must call close.
-func (a *app) newBMCRun(f fleetFlags, withAudit, dryRun bool) (*bmcRun, error) {
+// newBMCRun sets up a run. With withAudit the job store and the audit log
+// in the state dir are opened, the store being the log's sink (the shared
+// trail of `reprov audit`); the caller must call close.
+func (a *app) newBMCRun(ctx context.Context, f fleetFlags, withAudit, dryRun bool) (*bmcRun, error) {
 	if f.MaxFailures < 0 {
 		return nil, usagef("--max-failures %d is negative", f.MaxFailures)
 	}
@@ -66,12 +71,26 @@ func (a *app) newBMCRun(f fleetFlags, withAudit, dryRun bool) (*bmcRun, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.audit, err = audit.Open(filepath.Join(dir, "audit.jsonl"), "")
+		if r.st, err = a.openStore(ctx); err != nil {
+			return nil, err
+		}
+		r.audit, err = a.openAudit(filepath.Join(dir, "audit.jsonl"), r.st)
 		if err != nil {
+			r.close()
 			return nil, failedError(err)
 		}
 	}
 	return r, nil
+}
+
+// openAudit opens the audit log at path with st (when not nil) as its
+// sink, tagged with this controller ("host/pid").
+func (a *app) openAudit(path string, st *store.Store) (*audit.Log, error) {
+	o := audit.Options{Log: a.log}
+	if st != nil {
+		o.Sink = auditstore.Sink(st)
+	}
+	return audit.Open(path, "", o)
 }
 
 func (r *bmcRun) close() {
@@ -79,6 +98,9 @@ func (r *bmcRun) close() {
 		if err := r.audit.Close(); err != nil {
 			r.a.log.Error("close audit log", "err", err)
 		}
+	}
+	if r.st != nil {
+		r.st.Close()
 	}
 }
 
@@ -102,31 +124,22 @@ func (r *bmcRun) withBMC(ctx context.Context, n inventory.Node, fn func(c bmc.Cl
 	return fn(c, det)
 }
 
-// write records the intent of action on node in the audit log, runs act,
-// and records its outcome (skipped for a dry run). The act does not run
-// when the intent cannot be recorded.
-func (r *bmcRun) write(node, action string, detail map[string]any, act func() (map[string]any, error)) error {
-	p, err := r.audit.Intent(node, action, detail)
-	if err != nil {
-		return fmt.Errorf("node %s: %s not attempted: %w", node, action, err)
-	}
-	outcome, actErr := act()
-	var aerr error
-	switch {
-	case errors.Is(actErr, bmc.ErrDryRun):
-		aerr = p.Skipped("dry run")
-	case errors.Is(actErr, bmc.ErrPoweredOff):
-		aerr = p.Skipped("the BMC refused it: the machine is off")
-	default:
-		aerr = p.Done(actErr, outcome)
-	}
-	if aerr != nil {
-		r.a.log.Error("audit outcome not recorded", "node", node, "action", action, "err", aerr)
-		if actErr == nil {
-			return fmt.Errorf("node %s: %s done, but its outcome was not recorded: %w", node, action, aerr)
-		}
-	}
-	return actErr
+// write runs act under the audit log (audit.Log.Do: the act does not run
+// when its intent cannot be recorded; a lost outcome record never changes
+// its result). A dry run's outcome, and a cycle or reset the BMC refused
+// because the machine is off, are recorded as skipped.
+func (r *bmcRun) write(ctx context.Context, node, action string, detail map[string]any, act func() (map[string]any, error)) error {
+	return r.audit.Do(ctx, audit.Entry{Node: node, Action: action, Detail: detail},
+		func(context.Context) (map[string]any, error) {
+			outcome, err := act()
+			switch {
+			case errors.Is(err, bmc.ErrDryRun):
+				return nil, &audit.SkipError{Reason: "dry run", Err: err}
+			case errors.Is(err, bmc.ErrPoweredOff):
+				return nil, &audit.SkipError{Reason: "the BMC refused it: the machine is off", Err: err}
+			}
+			return outcome, err
+		})
 }
 
 // report renders results as a table (header, plus per-op columns from
@@ -214,9 +227,10 @@ func newPowerCmd(a *app) *cobra.Command {
 		Long: `Read or change the power of the selected nodes through their BMCs.
 
 Nodes are selected by name (shell globs), --rack, --selector or --all. Every
-change is written to the audit log (audit.jsonl in the state dir) before it is
-sent, and its outcome after. Exit 1 when any node failed; each failure is
-listed with its reason.
+change is written to the audit log (audit.jsonl in the state dir, mirrored
+into the job store: reprov audit) before it is sent, and its outcome after; a
+change whose intent cannot be recorded is not sent. Exit 1 when any node failed;
+each failure is listed with its reason.
 
 A cycle or reset that the BMC refuses because the machine is off is recorded
 as skipped and followed by a power on. "power cycle --pxe" sets a one-time PXE
@@ -281,8 +295,13 @@ func runPower(ctx context.Context, a *app, o powerOptions) error {
 			}
 		}
 	}
+	r, err := a.newBMCRun(ctx, o.Fleet, action != "", o.DryRun)
+	if err != nil {
+		return err
+	}
+	defer r.close()
 	if action != "" && !o.Force && !o.DryRun {
-		busy, err := a.activeJobs(ctx, nodes)
+		busy, err := activeJobsIn(ctx, r.st, nodes)
 		if err != nil {
 			return err
 		}
@@ -290,11 +309,6 @@ func runPower(ctx context.Context, a *app, o powerOptions) error {
 			return err
 		}
 	}
-	r, err := a.newBMCRun(o.Fleet, action != "", o.DryRun)
-	if err != nil {
-		return err
-	}
-	defer r.close()
 
 	op := "power " + o.Action
 	results := r.runner.Run(ctx, nodes, op, func(ctx context.Context, n inventory.Node) (any, error) {
@@ -316,7 +330,7 @@ func runPower(ctx context.Context, a *app, o powerOptions) error {
 				}
 			}
 			power := func(action bmc.PowerAction) error {
-				return r.write(n.Name, "power "+string(action), map[string]any{"bmc": n.BMC.Address, "protocol": c.Protocol()},
+				return r.write(ctx, n.Name, "power "+string(action), map[string]any{"bmc": n.BMC.Address, "protocol": c.Protocol()},
 					func() (map[string]any, error) { return nil, c.SetPower(ctx, action) })
 			}
 			err := power(action)

@@ -348,7 +348,7 @@ func (a *app) newEngineEnv(ctx context.Context, inv *inventory.Inventory, withAu
 			return nil, err
 		}
 		env.auditPath = filepath.Join(dir, "audit.jsonl")
-		if env.audit, err = audit.Open(env.auditPath, ""); err != nil {
+		if env.audit, err = a.openAudit(env.auditPath, st); err != nil {
 			env.close()
 			return nil, failedError(err)
 		}
@@ -591,26 +591,10 @@ func nodeByMAC(inv *inventory.Inventory) func(string) (string, bool) {
 	}
 }
 
-// activeJobs returns the selected nodes' active reinstall jobs, for
-// power and bootdev to refuse them unless --force. An SQLite store that
-// does not exist yet holds none.
-func (a *app) activeJobs(ctx context.Context, nodes []inventory.Node) (map[string]store.NodeJob, error) {
-	url := a.storeURL()
-	if strings.HasPrefix(url, "sqlite:") {
-		p, err := store.SQLitePath(url)
-		if err != nil {
-			return nil, usageError(err)
-		}
-		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
-	}
-	st, err := store.Open(ctx, url, a.storeLog())
-	if err != nil {
-		return nil, usageError(err)
-	}
-	defer st.Close()
-	// One query for the whole selection, not one per node.
+// activeJobsIn returns the selected nodes' active reinstall jobs in st,
+// for power and bootdev to refuse them unless --force: one query for the
+// whole selection, not one per node.
+func activeJobsIn(ctx context.Context, st *store.Store, nodes []inventory.Node) (map[string]store.NodeJob, error) {
 	jobs, err := st.NodeJobs(ctx, store.JobFilter{States: []store.JobState{store.JobQueued, store.JobRunning}})
 	if err != nil {
 		return nil, failedError(fmt.Errorf("active jobs: %w", err))

@@ -43,6 +43,7 @@ Exit codes: 0 success; 1 some node failed (or validate found errors);
 		newRestoreCmd(a),
 		newJobsCmd(a),
 		newStatusCmd(a),
+		newAuditCmd(a),
 		newPlaybooksCmd(a),
 		newDemoCmd(a),
 		newAgentCmd(a),

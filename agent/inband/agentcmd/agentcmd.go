@@ -201,6 +201,7 @@ func (c *cli) fail(w io.Writer, step string, err error, detail any) error {
 // auditFlags are the audit options of the destructive subcommands.
 type auditFlags struct {
 	noFiles bool
+	log     *slog.Logger // gets failures to record an outcome
 	path    string
 	off     bool
 	node    string
@@ -232,14 +233,18 @@ func (a *auditFlags) open() (*audit.Log, error) {
 	if a.noFiles {
 		return nil, &UsageError{Err: errNoLocalFiles}
 	}
-	l, err := audit.Open(a.path, a.run)
+	l, err := audit.Open(a.path, a.run, audit.Options{Log: a.log})
 	if err != nil {
 		return nil, fmt.Errorf("%w (use --no-audit only when the controller audits)", err)
 	}
 	return l, nil
 }
 
-// recorder runs one destructive act under the audit log.
+// recorder runs one destructive act under the audit log in audit's
+// two-step form: the step states its intent from inside (BeforeWrite), once
+// it knows what it will write. It follows audit.Log.Do's rule: no write
+// without its intent on record; an outcome that cannot be recorded is
+// logged and poisons the log, but never changes the act's result.
 type recorder struct {
 	log     *audit.Log
 	node    string
@@ -247,23 +252,24 @@ type recorder struct {
 	pending *audit.Pending
 }
 
-func (r *recorder) intent(detail map[string]any) error {
+func (r *recorder) intent(ctx context.Context, detail map[string]any) error {
 	if r.log == nil {
 		return nil
 	}
-	p, err := r.log.Intent(r.node, r.action, detail)
+	p, err := r.log.Begin(ctx, audit.Entry{Node: r.node, Action: r.action, Detail: detail})
 	if err != nil {
-		return fmt.Errorf("audit intent (nothing was done): %w", err)
+		return fmt.Errorf("nothing was done: %w", err)
 	}
 	r.pending = &p
 	return nil
 }
 
-func (r *recorder) done(err error, detail map[string]any) error {
+// done records the outcome of the act, if its intent was recorded.
+func (r *recorder) done(ctx context.Context, err error, detail map[string]any) {
 	if r.pending == nil {
-		return nil
+		return
 	}
-	return r.pending.Done(err, detail)
+	_ = r.pending.Finish(ctx, err, detail) // logged by the audit log; the act's result stands
 }
 
 func (r *recorder) close() {
@@ -403,7 +409,7 @@ type wipeOutput struct {
 func (c *cli) wipeCmd() *cobra.Command {
 	var disk, save, savedSHA, scope string
 	var yes, dryRun, includeData bool
-	af := auditFlags{noFiles: c.noLocalFiles}
+	af := auditFlags{noFiles: c.noLocalFiles, log: c.log}
 	cmd := &cobra.Command{
 		Use:   "wipe-boot-sector --disk DISK (--yes | --dry-run)",
 		Short: "Save, then zero the boot sector of DISK (MBR: LBA 0; GPT: also both GPT headers and entries), verify",
@@ -474,13 +480,11 @@ removable, read-only and tiny devices are refused.`,
 			rec := &recorder{log: log, node: af.nodeName(), action: "wipe-boot-sector"}
 			defer rec.close()
 			opts.BeforeWrite = func(p *steps.WipePlan) error {
-				return rec.intent(map[string]any{"disk": p.Disk.Path, "partition_table": p.Table,
+				return rec.intent(ctx, map[string]any{"disk": p.Disk.Path, "partition_table": p.Table,
 					"ranges": p.Ranges, "saved_sha256": p.SavedSHA256, "saved_file": res.SavedFile})
 			}
 			r, err := steps.WipeBootSector(ctx, h, opts)
-			if aerr := rec.done(err, wipeDetail(r)); aerr != nil && err == nil {
-				err = aerr
-			}
+			rec.done(ctx, err, wipeDetail(r))
 			if err != nil {
 				return c.fail(out, "wipe-boot-sector", err, nil)
 			}
@@ -529,7 +533,7 @@ func wipeText(w io.Writer, r wipeOutput) {
 func (c *cli) restoreCmd() *cobra.Command {
 	var from, disk string
 	var yes, dryRun, force bool
-	af := auditFlags{noFiles: c.noLocalFiles}
+	af := auditFlags{noFiles: c.noLocalFiles, log: c.log}
 	cmd := &cobra.Command{
 		Use:   "restore-boot-sector --from FILE (--yes | --dry-run)",
 		Short: "Put saved boot-sector bytes back (from wipe-boot-sector's save file) and verify",
@@ -577,15 +581,13 @@ unless --force. FILE "-" reads standard input.`,
 			defer rec.close()
 			r, err := steps.RestoreBootSector(cmd.Context(), h, steps.RestoreOptions{Saved: saved, Disk: disk, Force: force, DryRun: dryRun,
 				BeforeWrite: func(r *steps.RestoreResult) error {
-					return rec.intent(map[string]any{"disk": r.Disk.Path, "ranges": r.Ranges, "before": r.Before, "sha256": r.RestoredSHA256})
+					return rec.intent(cmd.Context(), map[string]any{"disk": r.Disk.Path, "ranges": r.Ranges, "before": r.Before, "sha256": r.RestoredSHA256})
 				}})
 			var detail map[string]any
 			if r != nil {
 				detail = map[string]any{"disk": r.Disk.Path, "bytes_written": r.BytesWritten, "verified": r.Verified}
 			}
-			if aerr := rec.done(err, detail); aerr != nil && err == nil {
-				err = aerr
-			}
+			rec.done(cmd.Context(), err, detail)
 			if err != nil {
 				return c.fail(out, "restore-boot-sector", err, nil)
 			}
@@ -617,7 +619,7 @@ unless --force. FILE "-" reads standard input.`,
 
 func (c *cli) nextBootCmd() *cobra.Command {
 	var opts steps.NextBootOptions
-	af := auditFlags{noFiles: c.noLocalFiles}
+	af := auditFlags{noFiles: c.noLocalFiles, log: c.log}
 	cmd := &cobra.Command{
 		Use:   "next-boot pxe",
 		Short: "Make the next boot a network boot, in-band (IPMI force_pxe via /dev/ipmi0; UEFI: also BootNext)",
@@ -653,16 +655,14 @@ with the EFI bit.`,
 				if r.EFI != nil {
 					d["efi_commands"] = r.EFI.Commands
 				}
-				return rec.intent(d)
+				return rec.intent(cmd.Context(), d)
 			}
 			r, err := steps.NextBoot(cmd.Context(), h, opts)
 			var detail map[string]any
 			if r != nil && r.IPMI != nil {
 				detail = map[string]any{"verified": r.IPMI.Verified, "read_back": r.IPMI.ReadBack}
 			}
-			if aerr := rec.done(err, detail); aerr != nil && err == nil {
-				err = aerr
-			}
+			rec.done(cmd.Context(), err, detail)
 			if err != nil {
 				return c.fail(out, "next-boot", err, r)
 			}
@@ -709,7 +709,7 @@ func nextBootText(w io.Writer, r *steps.NextBootResult) {
 
 func (c *cli) rebootCmd() *cobra.Command {
 	var opts steps.RebootOptions
-	af := auditFlags{noFiles: c.noLocalFiles}
+	af := auditFlags{noFiles: c.noLocalFiles, log: c.log}
 	cmd := &cobra.Command{
 		Use:   "reboot",
 		Short: "Reboot this node, detached, after a short delay (systemctl reboot, then reboot -f, then sysrq b)",
@@ -729,12 +729,10 @@ func (c *cli) rebootCmd() *cobra.Command {
 			rec := &recorder{log: log, node: af.nodeName(), action: "reboot"}
 			defer rec.close()
 			opts.BeforeWrite = func(r *steps.RebootResult) error {
-				return rec.intent(map[string]any{"method": r.Method, "delay_seconds": r.DelaySeconds, "boot_id": r.BootID})
+				return rec.intent(cmd.Context(), map[string]any{"method": r.Method, "delay_seconds": r.DelaySeconds, "boot_id": r.BootID})
 			}
 			r, err := steps.Reboot(cmd.Context(), h, opts)
-			if aerr := rec.done(err, nil); aerr != nil && err == nil {
-				err = aerr
-			}
+			rec.done(cmd.Context(), err, nil)
 			if err != nil {
 				return c.fail(out, "reboot", err, nil)
 			}
