@@ -28,7 +28,7 @@ var profile = playbooks.InstallProfile{Kernel: "http://netboot.example/vmlinuz",
 	Cmdline: "boot=live toram"}
 
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	st  *store.Store
 	srv *httptest.Server
 	h   *landing.Server
@@ -54,14 +54,14 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-func newEnv(t *testing.T, allow []netip.Prefix) *env {
+func newEnv(t testing.TB, allow []netip.Prefix) *env {
 	t.Helper()
 	return newEnvWith(t, landing.Config{Allow: allow})
 }
 
 // newEnvWith serves an endpoint configured by cfg (its store, URL, profile
 // and log are filled in) on a fresh SQLite store.
-func newEnvWith(t *testing.T, cfg landing.Config) *env {
+func newEnvWith(t testing.TB, cfg landing.Config) *env {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "reprov.db"), slog.New(slog.DiscardHandler))
