@@ -141,12 +141,12 @@ type Config struct {
 	Events func(Event)
 
 	// ArmLanding opens a job's landing right before the act that makes
-	// its node boot (store.ArmLanding): the landing endpoint accepts a
-	// landing only after it. nil: not armed.
+	// its node boot: the landing endpoint accepts a landing only after it
+	// (default: the store's ArmLanding).
 	ArmLanding func(ctx context.Context, jobID int64, owner string) error
 	// EndpointCoverage reports whether a landing endpoint answered on the
 	// shared store without a gap during [from, to]: how a wait whose
-	// controller died is judged. nil: such a wait counts as unwatched.
+	// controller died is judged (default: the store's endpoint heartbeats).
 	EndpointCoverage func(ctx context.Context, from, to time.Time) (bool, error)
 
 	// crashAt, set only by tests (export_test.go), makes a worker stop dead
@@ -213,6 +213,18 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.FastProbeWindow <= 0 {
 		cfg.FastProbeWindow = 5 * time.Minute
+	}
+	if cfg.ArmLanding == nil {
+		cfg.ArmLanding = cfg.Store.ArmLanding
+	}
+	if cfg.EndpointCoverage == nil {
+		st := cfg.Store
+		cfg.EndpointCoverage = func(ctx context.Context, from, to time.Time) (bool, error) {
+			// A keeper heartbeats every second and a port changes hands
+			// within about 1.5 s: a longer gap means nobody answered.
+			ok, _, err := st.EndpointCoverage(ctx, from, to, 3*time.Second)
+			return ok, err
+		}
 	}
 	e := &Engine{cfg: cfg, log: cfg.Log}
 	if e.log == nil {

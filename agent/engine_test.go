@@ -369,7 +369,11 @@ func TestResumeSettlesByLooking(t *testing.T) {
 			step(agent.StepPrecheck, `{"v":1,"playbook":"default","paths":["oob"]}`, `{"v":1,"boot_id":"`+n.Status().BootID+`"}`)
 			step(agent.StepOOBBoot, `{"v":1,"override":{"device":"pxe","mode":"legacy"}}`, `{"v":1}`)
 			step(agent.StepPower, `{"v":1,"power_action":"cycle"}`, "")
-			// What the dead controller did: the override, and maybe the cycle.
+			// What the dead controller did: the override, and maybe the
+			// cycle (its landing armed right before, as the engine does).
+			if err := r.st.ArmLanding(ctx, job.ID, "dead/job-1"); err != nil {
+				t.Fatal(err)
+			}
 			c := openBMC(t, node)
 			if _, err := c.SetBootOverride(ctx, bmc.BootOverride{Device: bmc.BootPXE, Mode: bmc.BootModeLegacy}); err != nil {
 				t.Fatal(err)
@@ -569,7 +573,11 @@ func TestResumeFinishesACutInbandUnit(t *testing.T) {
 	}
 	rec(agent.StepPrecheck, map[string]any{"playbook": "hp-dl360-g7", "paths": []string{"inband"}}, map[string]any{"boot_id": bootID})
 	rec(agent.StepInband, map[string]any{"saved_file": saved, "boot_id": bootID, "unit": "wipe, next-boot, reboot"}, nil)
-	// What the dead controller did in its unit: save, audit, wipe.
+	// What the dead controller did in its unit: arm the landing, save,
+	// audit, wipe.
+	if err := r.st.ArmLanding(ctx, job.ID, "dead/job-1"); err != nil {
+		t.Fatal(err)
+	}
 	_, sectors, err := steps.PlanWipe(ctx, n.Host(), "/dev/sda", steps.ScopeMBR)
 	if err != nil {
 		t.Fatal(err)

@@ -1,14 +1,18 @@
-// Package landing is reprov's landing endpoint (DESIGN.md §4): the HTTP
+// Package landing is reprov's landing endpoint (docs/netboot.md): the HTTP
 // service the netboot chain talks to. iPXE requests
 //
 //	GET /boot/ipxe?mac=${net0/mac}
 //
-// and the endpoint looks the MAC up in the job store (MAC → node → active
-// job). A node with an active reinstall job is marked landed (source ipxe)
-// and gets the iPXE script of its install profile: kernel, initrds and
-// command line over HTTP, with the job's callback URL and token on the
-// command line. Every other MAC gets a script that boots the local disk, so
-// a PXE-first boot order is safe and a node never reinstalls in a loop.
+// and the endpoint looks the MAC up in the job store (MAC → node → job). A
+// node whose reinstall job waits for its landing — the engine armed it
+// right before the act that makes the node boot (store.ArmLanding) — is
+// marked landed (source ipxe) and gets the iPXE script of its install
+// profile: kernel, initrds and command line over HTTP, with the job's
+// callback URL and token on the command line. Every other MAC, including a
+// node whose job has not kicked it yet, gets a script that boots the local
+// disk, so a PXE-first boot order is safe and a node never reinstalls in a
+// loop. Within landing.retry_window of its landing, a node whose job ended
+// landed and whose installer has not called back gets its script again.
 //
 // An installer may prove itself with
 //
@@ -16,14 +20,18 @@
 //
 // which marks the job landed (source callback).
 //
-// Threat model: the endpoint only ever marks a job landed and hands out
-// the install script of a node that already has an active job; a spoofed
-// GET can do no more than that — it can never start a reinstall or a wipe.
-// It can be limited to source networks (Config.Allow); the callback needs
-// the per-job token handed out in the script, stored only as a hash.
+// Threat model (docs/netboot.md): the endpoint only ever marks a job landed
+// and hands out the install script of a node whose job is waiting for it; a
+// spoofed GET can never start a reinstall or a wipe, nor count before the
+// engine made the node boot. Sources can be limited to networks (Allow) and
+// to each node's provisioning address (MatchSource), and are rate-limited
+// per address. The callback needs the job's token, derived by the store
+// (never stored, never logged). Store errors are logged, never shown to
+// clients.
 //
 // The endpoint keeps no state of its own: everything is in the store, so
-// any number of reinstall processes sharing a store can share one endpoint.
+// any number of reprov processes sharing a store can share one endpoint;
+// a Keeper hands the listen address from one to the next.
 package landing
 
 import (
@@ -39,18 +47,29 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/reprov/reprov/agent/store"
 	"github.com/reprov/reprov/playbooks"
 )
 
 // Jobs is the part of the job store the endpoint uses (*store.Store).
 type Jobs interface {
-	ActiveJobByMAC(ctx context.Context, mac string) (store.NodeJob, error)
+	LandingJobByMAC(ctx context.Context, mac string, retryWindow time.Duration) (store.NodeJob, error)
 	NodeJobs(ctx context.Context, f store.JobFilter) ([]store.NodeJob, error)
-	MarkLanded(ctx context.Context, jobID int64, source store.LandingSource, evidence json.RawMessage) (bool, error)
-	IssueCallbackToken(ctx context.Context, jobID int64) (string, error)
+	Land(ctx context.Context, jobID int64, source store.LandingSource, evidence json.RawMessage, retryWindow time.Duration) (store.LandResult, error)
 	JobByCallbackToken(ctx context.Context, token string) (store.NodeJob, error)
 }
+
+// Defaults of Config.
+const (
+	// DefaultRetryWindow is how long after its landing a node whose job
+	// ended landed still gets its install script (landing.retry_window).
+	DefaultRetryWindow = 15 * time.Minute
+	// DefaultRate and DefaultBurst limit the requests of one source address.
+	DefaultRate  = rate.Limit(5)
+	DefaultBurst = 20
+)
 
 // Config configures a Server.
 type Config struct {
@@ -67,9 +86,24 @@ type Config struct {
 	// lets the endpoint hold a node whose reinstall was interrupted after
 	// the node was made to boot (see HoldUntilKey).
 	NodeByMAC func(mac string) (string, bool)
+	// NodeAddr returns a node's provisioning address, for MatchSource
+	// (nil: none known).
+	NodeAddr func(node string) (netip.Addr, bool)
+	// MatchSource requires a landing's source address to be its node's
+	// provisioning address (landing.match_source); a node without one
+	// cannot land.
+	MatchSource bool
 	// Allow lists the source networks allowed to talk to the endpoint;
 	// empty allows every source.
 	Allow []netip.Prefix
+	// RetryWindow: how long after a node's first landing its job, ended
+	// landed, still answers the node with its install script and accepts
+	// its installer's callback (0: DefaultRetryWindow; negative: never).
+	RetryWindow time.Duration
+	// Rate and Burst limit the requests per source address (0: DefaultRate,
+	// DefaultBurst). Loopback sources are not limited.
+	Rate  rate.Limit
+	Burst int
 	// Log receives a record per request that changed something and per
 	// refusal; nil discards. Tokens are never logged.
 	Log *slog.Logger
@@ -79,10 +113,11 @@ type Config struct {
 
 // Server is the landing endpoint. It is an http.Handler.
 type Server struct {
-	cfg  Config
-	base *url.URL
-	log  *slog.Logger
-	mux  *http.ServeMux
+	cfg     Config
+	base    *url.URL
+	log     *slog.Logger
+	mux     *http.ServeMux
+	limiter *limiter
 }
 
 // New returns the endpoint for cfg.
@@ -100,7 +135,19 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second
 	}
-	s := &Server{cfg: cfg, base: base, log: cfg.Log, mux: http.NewServeMux()}
+	switch {
+	case cfg.RetryWindow == 0:
+		cfg.RetryWindow = DefaultRetryWindow
+	case cfg.RetryWindow < 0:
+		cfg.RetryWindow = 0
+	}
+	if cfg.Rate <= 0 {
+		cfg.Rate = DefaultRate
+	}
+	if cfg.Burst <= 0 {
+		cfg.Burst = DefaultBurst
+	}
+	s := &Server{cfg: cfg, base: base, log: cfg.Log, mux: http.NewServeMux(), limiter: newLimiter(cfg.Rate, cfg.Burst)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -153,32 +200,79 @@ func ParseAllow(list []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// ServeHTTP implements http.Handler: the source check, then the routes.
+// ListenIsLoopback reports whether landing.listen (host:port) binds only
+// loopback addresses: an IP in 127.0.0.0/8 or ::1, or "localhost". An
+// empty host, 0.0.0.0 or :: bind every interface.
+func ListenIsLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// unavailable is the answer when the store cannot answer: the detail goes
+// to the log only; the netboot client retries (docs/netboot.md).
+func unavailable(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "5")
+	http.Error(w, "reprov landing endpoint: cannot answer now; retry", http.StatusServiceUnavailable)
+}
+
+// ServeHTTP implements http.Handler: the source checks, then the routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !s.allowed(r) {
-		s.log.Warn("landing: request from a source outside landing.allow refused", "remote", r.RemoteAddr, "path", r.URL.Path)
+	src, ok := sourceAddr(r)
+	if !ok || !s.allowed(src) {
+		s.log.Warn("landing: request from a source outside landing.allow refused", "remote", r.RemoteAddr, "path", truncate(r.URL.Path, 80))
 		http.Error(w, "source not allowed", http.StatusForbidden)
+		return
+	}
+	if !src.IsLoopback() && !s.limiter.allow(src, time.Now()) {
+		s.log.Debug("landing: source over its request rate", "remote", r.RemoteAddr)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many requests", http.StatusTooManyRequests)
 		return
 	}
 	s.mux.ServeHTTP(w, r)
 }
 
-// allowed reports whether the request's source address is in Allow.
-func (s *Server) allowed(r *http.Request) bool {
+// sourceAddr is the request's source IP.
+func sourceAddr(r *http.Request) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
+}
+
+// allowed reports whether the source address is in Allow.
+func (s *Server) allowed(a netip.Addr) bool {
 	if len(s.cfg.Allow) == 0 {
 		return true
 	}
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	a := ap.Addr().Unmap()
 	for _, p := range s.cfg.Allow {
 		if p.Contains(a) {
 			return true
 		}
 	}
 	return false
+}
+
+// sourceMatches reports whether, under MatchSource, the request comes from
+// the node's provisioning address (always true without MatchSource).
+func (s *Server) sourceMatches(node string, r *http.Request) bool {
+	if !s.cfg.MatchSource {
+		return true
+	}
+	src, ok := sourceAddr(r)
+	if !ok || s.cfg.NodeAddr == nil {
+		return false
+	}
+	want, ok := s.cfg.NodeAddr(node)
+	return ok && want.Unmap() == src
 }
 
 // bootIPXE answers GET /boot/ipxe?mac=….
@@ -191,35 +285,48 @@ func (s *Server) bootIPXE(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("bad or missing mac parameter %q", truncate(raw, 40)), http.StatusBadRequest)
 		return
 	}
-	job, err := s.cfg.Jobs.ActiveJobByMAC(ctx, mac)
+	job, err := s.cfg.Jobs.LandingJobByMAC(ctx, mac, s.cfg.RetryWindow)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		if node, until, held := s.held(ctx, mac); held {
-			s.log.Info("landing: the node's reinstall is interrupted: holding it in its network boot until it is resumed",
-				"node", node, "mac", mac, "until", until)
-			w.Header().Set("Retry-After", "15")
-			http.Error(w, fmt.Sprintf("reprov: the reinstall of %s is interrupted; holding the network boot until it is resumed (reprov reinstall --resume %s) or %s",
-				node, node, until.Format(time.RFC3339)), http.StatusServiceUnavailable)
-			return
-		}
-		s.log.Debug("landing: no active job: boot local disk", "mac", mac, "remote", r.RemoteAddr)
-		writeScript(w, LocalBootScript(mac))
+		s.noJob(ctx, w, r, mac)
 		return
 	case err != nil:
 		// A store that cannot answer, or a MAC on several nodes: the
 		// netboot client retries (docs/netboot.md); never guess.
-		s.log.Error("landing: MAC look-up failed", "mac", mac, "err", err)
-		http.Error(w, "cannot look up the MAC now: "+err.Error(), http.StatusServiceUnavailable)
+		s.log.Error("landing: MAC look-up failed", "mac", mac, "remote", r.RemoteAddr, "err", err)
+		unavailable(w)
+		return
+	}
+	if !s.sourceMatches(job.Node, r) {
+		s.log.Warn("landing: request from a source that is not the node's provisioning address refused (landing.match_source)",
+			"node", job.Node, "mac", mac, "remote", r.RemoteAddr)
+		http.Error(w, "source is not this node's provisioning address", http.StatusForbidden)
 		return
 	}
 	ev, _ := json.Marshal(map[string]string{"mac": mac, "remote": r.RemoteAddr, "user_agent": truncate(r.UserAgent(), 120)})
-	first, err := s.cfg.Jobs.MarkLanded(ctx, job.ID, store.LandingIPXE, ev)
-	if err != nil {
+	res, err := s.cfg.Jobs.Land(ctx, job.ID, store.LandingIPXE, ev, s.cfg.RetryWindow)
+	switch {
+	case errors.Is(err, store.ErrNotArmed):
+		// The engine has not made the node boot yet: whoever asks is not
+		// the landing it waits for (a forged request, or the node booting
+		// on its own during precheck). Answer as for any node.
+		s.log.Warn("landing: landing before the kick refused: the job has not made the node boot yet; answering boot local disk",
+			"node", job.Node, "job", job.ID, "mac", mac, "remote", r.RemoteAddr)
+		writeScript(w, LocalBootScript(mac))
+		return
+	case errors.Is(err, store.ErrNotActive), errors.Is(err, store.ErrNotFound):
+		s.noJob(ctx, w, r, mac)
+		return
+	case err != nil:
 		s.log.Error("landing: mark landed", "node", job.Node, "job", job.ID, "err", err)
-		http.Error(w, "cannot record the landing now", http.StatusServiceUnavailable)
+		unavailable(w)
 		return
 	}
-	if first {
+	switch {
+	case res.AfterEnd:
+		s.log.Info("landing: node asked again after its job ended landed (landing.retry_window): install script again",
+			"node", job.Node, "job", job.ID, "mac", mac, "remote", r.RemoteAddr)
+	case res.First:
 		s.log.Info("landing: node landed", "node", job.Node, "job", job.ID, "run", job.RunID, "mac", mac, "remote", r.RemoteAddr)
 	}
 	profile, err := s.cfg.Profile(job.Node)
@@ -228,13 +335,22 @@ func (s *Server) bootIPXE(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no install profile for this node", http.StatusInternalServerError)
 		return
 	}
-	token, err := s.cfg.Jobs.IssueCallbackToken(ctx, job.ID)
-	if err != nil {
-		s.log.Error("landing: callback token", "node", job.Node, "job", job.ID, "err", err)
-		http.Error(w, "cannot issue a callback token now", http.StatusServiceUnavailable)
+	writeScript(w, InstallScript(res.Job, profile, s.CallbackURL(job.Node), res.Token))
+}
+
+// noJob answers a MAC without a job waiting for it: hold the node in its
+// network boot when its reinstall is interrupted, else boot the local disk.
+func (s *Server) noJob(ctx context.Context, w http.ResponseWriter, r *http.Request, mac string) {
+	if node, until, held := s.held(ctx, mac); held {
+		s.log.Info("landing: the node's reinstall is interrupted: holding it in its network boot until it is resumed",
+			"node", node, "mac", mac, "until", until)
+		w.Header().Set("Retry-After", "15")
+		http.Error(w, fmt.Sprintf("reprov: the reinstall of %s is interrupted; holding the network boot until it is resumed (reprov reinstall --resume %s) or %s",
+			node, node, until.Format(time.RFC3339)), http.StatusServiceUnavailable)
 		return
 	}
-	writeScript(w, InstallScript(job, profile, s.CallbackURL(job.Node), token))
+	s.log.Debug("landing: no job waiting: boot local disk", "mac", mac, "remote", r.RemoteAddr)
+	writeScript(w, LocalBootScript(mac))
 }
 
 // HoldUntilKey is the key, in the evidence of an interrupted job, of the
@@ -274,11 +390,16 @@ func (s *Server) CallbackURL(node string) string {
 	return s.base.String() + "/landed/" + url.PathEscape(node)
 }
 
+// maxTokenLen bounds the token the callback accepts (store tokens are
+// about 60 characters).
+const maxTokenLen = 256
+
 // landed answers POST /landed/{node}.
 func (s *Server) landed(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 	defer cancel()
 	node := r.PathValue("node")
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
 	token := ""
 	if h := r.Header.Get("Authorization"); h != "" {
 		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
@@ -286,7 +407,6 @@ func (s *Server) landed(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if token == "" {
-		r.Body = http.MaxBytesReader(w, r.Body, 4096)
 		if err := r.ParseForm(); err == nil {
 			token = r.PostForm.Get("token")
 		}
@@ -295,31 +415,46 @@ func (s *Server) landed(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "missing token", http.StatusUnauthorized)
 		return
 	}
+	refused := func(why string) {
+		s.log.Warn("landing: callback refused: "+why, "node", truncate(node, 80), "remote", r.RemoteAddr)
+		http.Error(w, "unknown token, or the job no longer waits for a landing", http.StatusForbidden)
+	}
+	if len(token) > maxTokenLen {
+		refused("token too long")
+		return
+	}
 	job, err := s.cfg.Jobs.JobByCallbackToken(ctx, token)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		s.log.Warn("landing: callback with an unknown token, or for a job no longer active", "node", node, "remote", r.RemoteAddr)
-		http.Error(w, "unknown token, or the job is no longer active", http.StatusForbidden)
+		refused("unknown token")
 		return
 	case err != nil:
-		s.log.Error("landing: callback token look-up", "node", node, "err", err)
-		http.Error(w, "cannot check the token now", http.StatusServiceUnavailable)
+		s.log.Error("landing: callback token look-up", "node", truncate(node, 80), "remote", r.RemoteAddr, "err", err)
+		unavailable(w)
 		return
 	}
 	if job.Node != node {
-		s.log.Warn("landing: callback token of another node", "path_node", node, "token_node", job.Node, "remote", r.RemoteAddr)
+		s.log.Warn("landing: callback token of another node refused", "path_node", truncate(node, 80), "token_node", job.Node, "remote", r.RemoteAddr)
 		http.Error(w, "the token is not this node's", http.StatusForbidden)
 		return
 	}
-	ev, _ := json.Marshal(map[string]string{"remote": r.RemoteAddr, "user_agent": truncate(r.UserAgent(), 120)})
-	first, err := s.cfg.Jobs.MarkLanded(ctx, job.ID, store.LandingCallback, ev)
-	if err != nil {
-		s.log.Error("landing: mark landed (callback)", "node", node, "job", job.ID, "err", err)
-		http.Error(w, "cannot record the landing now", http.StatusServiceUnavailable)
+	if !s.sourceMatches(job.Node, r) {
+		refused("source is not the node's provisioning address (landing.match_source)")
 		return
 	}
-	if first {
-		s.log.Info("landing: installer called back", "node", node, "job", job.ID, "remote", r.RemoteAddr)
+	ev, _ := json.Marshal(map[string]string{"remote": r.RemoteAddr, "user_agent": truncate(r.UserAgent(), 120)})
+	res, err := s.cfg.Jobs.Land(ctx, job.ID, store.LandingCallback, ev, s.cfg.RetryWindow)
+	switch {
+	case errors.Is(err, store.ErrNotActive), errors.Is(err, store.ErrNotArmed), errors.Is(err, store.ErrNotFound):
+		refused(fmt.Sprintf("job %d is %s and its retry window is over", job.ID, job.State))
+		return
+	case err != nil:
+		s.log.Error("landing: mark landed (callback)", "node", node, "job", job.ID, "err", err)
+		unavailable(w)
+		return
+	}
+	if res.First {
+		s.log.Info("landing: installer called back", "node", node, "job", job.ID, "after_end", res.AfterEnd, "remote", r.RemoteAddr)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

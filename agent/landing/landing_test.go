@@ -1,6 +1,7 @@
 package landing_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,13 +28,40 @@ var profile = playbooks.InstallProfile{Kernel: "http://netboot.example/vmlinuz",
 	Cmdline: "boot=live toram"}
 
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	st  *store.Store
 	srv *httptest.Server
+	h   *landing.Server
 	run store.Run
+	log *syncBuffer // the endpoint's log
 }
 
-func newEnv(t *testing.T, allow []netip.Prefix) *env {
+// syncBuffer is a log destination safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func newEnv(t testing.TB, allow []netip.Prefix) *env {
+	t.Helper()
+	return newEnvWith(t, landing.Config{Allow: allow})
+}
+
+// newEnvWith serves an endpoint configured by cfg (its store, URL, profile
+// and log are filled in) on a fresh SQLite store.
+func newEnvWith(t testing.TB, cfg landing.Config) *env {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "reprov.db"), slog.New(slog.DiscardHandler))
@@ -44,14 +73,22 @@ func newEnv(t *testing.T, allow []netip.Prefix) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, st: st, run: run}
+	e := &env{t: t, st: st, run: run, log: &syncBuffer{}}
 	e.srv = httptest.NewUnstartedServer(nil)
-	h, err := landing.New(landing.Config{Jobs: st, URL: "http://landing.example:8086/", Allow: allow,
-		Profile:   func(string) (playbooks.InstallProfile, error) { return profile, nil },
-		NodeByMAC: func(m string) (string, bool) { return "web-014", m == mac }})
+	if cfg.Jobs == nil {
+		cfg.Jobs = st
+	}
+	cfg.URL = "http://landing.example:8086/"
+	cfg.Profile = func(string) (playbooks.InstallProfile, error) { return profile, nil }
+	if cfg.NodeByMAC == nil {
+		cfg.NodeByMAC = func(m string) (string, bool) { return "web-014", m == mac }
+	}
+	cfg.Log = slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h, err := landing.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.h = h
 	e.srv.Config.Handler = h
 	e.srv.Start()
 	t.Cleanup(e.srv.Close)
@@ -97,6 +134,21 @@ func (e *env) acquire(node string) store.NodeJob {
 	return j
 }
 
+// arm claims the job for owner "ctl" and arms its landing: the engine's
+// kick.
+func (e *env) arm(j store.NodeJob) store.NodeJob {
+	e.t.Helper()
+	ctx := context.Background()
+	j, err := e.st.ClaimNodeJob(ctx, j.ID, j.Generation, "ctl", time.Minute)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.st.ArmLanding(ctx, j.ID, "ctl"); err != nil {
+		e.t.Fatal(err)
+	}
+	return j
+}
+
 func TestNoJobBootsTheLocalDisk(t *testing.T) {
 	e := newEnv(t, nil)
 	code, body := e.get("/boot/ipxe?mac=3C-4A-92-11-22-33")
@@ -121,7 +173,7 @@ func TestNoJobBootsTheLocalDisk(t *testing.T) {
 
 func TestActiveJobLandsAndGetsItsInstallScript(t *testing.T) {
 	e := newEnv(t, nil)
-	j := e.acquire("web-014")
+	j := e.arm(e.acquire("web-014"))
 	code, body := e.get("/boot/ipxe?mac=" + mac)
 	if code != http.StatusOK {
 		t.Fatalf("status %d: %s", code, body)

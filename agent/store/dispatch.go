@@ -154,6 +154,16 @@ func (q *Queue) submitOne(ctx context.Context, tx querier, raw any, run Run, n S
 		return res, nil
 	}
 	j, err := q.store.acquireTx(ctx, tx, AcquireRequest{RunID: run.ID, Node: n.Node, MACs: n.MACs})
+	var busy *NodeBusyError
+	if errors.As(err, &busy) {
+		// Another submission won the race for the node: attach to its job.
+		holder, err := q.store.nodeJob(ctx, tx, busy.JobID)
+		if err != nil {
+			return res, err
+		}
+		res.Job, res.Attached = holder, true
+		return res, nil
+	}
 	if err != nil {
 		return res, err
 	}

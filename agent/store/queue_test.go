@@ -46,6 +46,9 @@ func (w *landWorker) Work(ctx context.Context, job *river.Job[store.ReinstallArg
 	if _, err := w.st.RecordStep(ctx, store.Step{Phase: store.PhaseOutcome, IntentID: intent.ID, Result: store.ResultOK}); err != nil {
 		return err
 	}
+	if err := w.st.ArmLanding(ctx, nj.ID, owner); err != nil {
+		return err
+	}
 	if _, err := w.st.MarkLanded(ctx, nj.ID, store.LandingIPXE, json.RawMessage(fmt.Sprintf(`{"river_job":%d}`, job.ID))); err != nil {
 		return err
 	}

@@ -152,6 +152,32 @@ func migrations() []migration {
 			`ALTER TABLE reprov_run ADD COLUMN max_failures BIGINT NOT NULL DEFAULT 0`,
 		},
 	}, {
+		version: 4,
+		name:    "landing",
+		stmts: []string{
+			// When the job's landing was armed (the engine's kick: power action
+			// or in-band reboot); a proof landing counts only after it.
+			`ALTER TABLE reprov_node_job ADD COLUMN armed_at BIGINT`,
+			// Store-wide secrets, e.g. the key callback tokens are derived
+			// with (HMAC), created on first use.
+			`CREATE TABLE IF NOT EXISTS reprov_secret (
+			name       TEXT   NOT NULL PRIMARY KEY,
+			value      TEXT   NOT NULL,
+			created_at BIGINT NOT NULL
+		)`,
+			// Landing endpoint sessions: one row per time a controller bound
+			// landing.listen, with its heartbeat (EndpointCoverage).
+			`CREATE TABLE IF NOT EXISTS reprov_endpoint_session (
+			id          {{id}},
+			controller  TEXT   NOT NULL,
+			listen      TEXT   NOT NULL,
+			bound_since BIGINT NOT NULL,
+			seen_at     BIGINT NOT NULL,
+			released_at BIGINT
+		)`,
+			`CREATE INDEX IF NOT EXISTS reprov_endpoint_session_seen ON reprov_endpoint_session (seen_at)`,
+		},
+	}, {
 		version: 5,
 		name:    "tokens",
 		stmts: []string{

@@ -618,6 +618,9 @@ func testMarkLanded(t *testing.T, _ store.Dialect, fresh newURL) {
 	s := open(t, fresh(t))
 	run := mustRun(t, s)
 	a := mustClaim(t, s, mustAcquire(t, s, run.ID, "a"), "o/1", time.Minute)
+	if err := s.ArmLanding(ctx, a.ID, "o/1"); err != nil {
+		t.Fatal(err)
+	}
 
 	first, err := s.MarkLanded(ctx, a.ID, store.LandingIPXE, json.RawMessage(`{"mac":"3c:4a:92:11:22:33"}`))
 	if err != nil || !first {
@@ -656,6 +659,10 @@ func testMarkLanded(t *testing.T, _ store.Dialect, fresh newURL) {
 	if _, err := s.MarkLanded(ctx, b.ID, store.LandingBMCEvidence, json.RawMessage(`{"override":"None"}`)); err != nil {
 		t.Fatal(err)
 	}
+	mustClaim(t, s, b, "o/2", time.Minute)
+	if err := s.ArmLanding(ctx, b.ID, "o/2"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.MarkLanded(ctx, b.ID, store.LandingCallback, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -679,9 +686,18 @@ func testCallbackToken(t *testing.T, dialect store.Dialect, fresh newURL) {
 	url := fresh(t)
 	s := open(t, url)
 	run := mustRun(t, s)
-	job := mustAcquire(t, s, run.ID, "n1")
-	other := mustAcquire(t, s, run.ID, "n2")
+	job := mustClaim(t, s, mustAcquire(t, s, run.ID, "n1"), "o/1", time.Minute)
+	other := mustClaim(t, s, mustAcquire(t, s, run.ID, "n2"), "o/2", time.Minute)
 
+	// No token before the job's landing is armed.
+	if _, err := s.IssueCallbackToken(ctx, job.ID); !errors.Is(err, store.ErrNotArmed) {
+		t.Fatalf("token before arming: %v, want ErrNotArmed", err)
+	}
+	for _, j := range []store.NodeJob{job, other} {
+		if err := s.ArmLanding(ctx, j.ID, j.Owner); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tok1, err := s.IssueCallbackToken(ctx, job.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -694,23 +710,23 @@ func testCallbackToken(t *testing.T, dialect store.Dialect, fresh newURL) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tok1 == tok2 || len(tok1) < 40 {
-		t.Fatalf("tokens are not fresh random strings: %q, %q", tok1, tok2)
+	// One token per job: every retry hands out the same one.
+	if tok1 != tok2 || tok1 == tokOther || len(tok1) < 40 {
+		t.Fatalf("tokens: %q, %q (other job %q); want one per job, long", tok1, tok2, tokOther)
 	}
-	for _, tok := range []string{tok1, tok2} {
-		got, err := s.JobByCallbackToken(ctx, tok)
-		if err != nil || got.ID != job.ID {
-			t.Fatalf("JobByCallbackToken = job %d, %v; want %d", got.ID, err, job.ID)
-		}
+	if got, err := s.JobByCallbackToken(ctx, tok1); err != nil || got.ID != job.ID {
+		t.Fatalf("JobByCallbackToken = job %d, %v; want %d", got.ID, err, job.ID)
 	}
 	if got, err := s.JobByCallbackToken(ctx, tokOther); err != nil || got.ID != other.ID {
 		t.Fatalf("other node's token = job %d, %v", got.ID, err)
 	}
-	if _, err := s.JobByCallbackToken(ctx, tok1+"x"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("wrong token: %v, want ErrNotFound", err)
+	for _, bad := range []string{tok1 + "x", tok1[:len(tok1)-1], strings.Replace(tok1, fmt.Sprintf(".%d.", job.ID), fmt.Sprintf(".%d.", other.ID), 1), "", "v1.", "v1.-1.x"} {
+		if _, err := s.JobByCallbackToken(ctx, bad); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("wrong token %q: %v, want ErrNotFound", bad, err)
+		}
 	}
 	if dialect == store.SQLite {
-		// Only the hash is stored: the token is nowhere in the files.
+		// The token is derived, never stored: it is nowhere in the files.
 		path, _ := store.SQLitePath(url)
 		for _, f := range []string{path, path + "-wal"} {
 			b, err := os.ReadFile(f)
@@ -724,9 +740,6 @@ func testCallbackToken(t *testing.T, dialect store.Dialect, fresh newURL) {
 	}
 	if _, err := s.FinishNode(ctx, job.ID, store.Finish{State: store.JobLanded}); err != nil {
 		t.Fatal(err)
-	}
-	if _, err := s.JobByCallbackToken(ctx, tok1); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("token of a finished job: %v, want ErrNotFound", err)
 	}
 	if _, err := s.IssueCallbackToken(ctx, job.ID); !errors.Is(err, store.ErrNotActive) {
 		t.Fatalf("token for a finished job: %v, want ErrNotActive", err)

@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -159,4 +161,10 @@ func (s *Store) VerifyToken(ctx context.Context, token string) (Token, error) {
 		}
 	}
 	return t, nil
+}
+
+// hashToken is what the store keeps of an API token: its SHA-256, hex.
+func hashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
 }

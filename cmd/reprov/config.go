@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/reprov/reprov/agent/landing"
 )
 
 // Config is reprov's own configuration: flags, REPROV_* environment
@@ -82,6 +85,12 @@ type LandingConfig struct {
 	Cmdline string   `mapstructure:"cmdline"`
 	// ProbeInterval is how often a waiting node's BMC and old OS are probed.
 	ProbeInterval time.Duration `mapstructure:"probe_interval"`
+	// RetryWindow is how long after its landing a node whose job ended
+	// landed still gets its install script and may call back (0: never).
+	RetryWindow time.Duration `mapstructure:"retry_window"`
+	// MatchSource requires a landing to come from the node's provisioning
+	// address (its ssh.address when that is an IP).
+	MatchSource bool `mapstructure:"match_source"`
 }
 
 // StoreConfig configures the job store.
@@ -127,6 +136,8 @@ func configKeys() []configKey {
 		{"landing.initrd", []string{}, "default install profile: initrd URLs, in order"},
 		{"landing.cmdline", "", "default install profile: kernel command line"},
 		{"landing.probe_interval", "15s", "how often a waiting node's BMC and old OS are probed"},
+		{"landing.retry_window", "15m", "how long after its landing a node whose job ended landed still gets its install script"},
+		{"landing.match_source", false, "require a landing to come from the node's provisioning address (its ssh.address)"},
 		{"store.url", "", "job store: sqlite:///path/reprov.db or postgres://… (default: sqlite in the state dir)"},
 		{"store.lease", "30s", "how long a controller's claim on a node job lasts unrenewed"},
 		{"playbooks.dir", "", "directory of operator playbooks (*.yaml); empty: built-ins only"},
@@ -268,6 +279,13 @@ func (c *Config) validate(path string) error {
 	}
 	if c.Landing.ProbeInterval <= 0 {
 		errs = append(errs, fmt.Errorf("%s: landing.probe_interval: %s is not a positive duration", where, c.Landing.ProbeInterval))
+	}
+	if c.Landing.RetryWindow < 0 {
+		errs = append(errs, fmt.Errorf("%s: landing.retry_window: %s is negative", where, c.Landing.RetryWindow))
+	}
+	if !landing.ListenIsLoopback(c.Landing.Listen) && !slices.ContainsFunc(c.Landing.Allow, func(a string) bool { return strings.TrimSpace(a) != "" }) {
+		errs = append(errs, fmt.Errorf("%s: landing.allow is required when landing.listen (%s) is not a loopback address: list the networks nodes netboot from, e.g. landing.allow: [10.20.0.0/16] (docs/netboot.md)",
+			where, c.Landing.Listen))
 	}
 	return errors.Join(errs...)
 }

@@ -7,14 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
+	"net/netip"
 	"os"
 	"os/user"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -62,8 +61,9 @@ func newReinstallCmd(a *app) *cobra.Command {
 identity of the running OS), the playbook's pre-hooks, then its paths — a one-time
 PXE boot override through the BMC and a power cycle, or in-band over SSH (save and
 zero the boot sector, force PXE, reboot) — until the node lands on the landing
-endpoint, which reinstall runs (landing.listen; another reprov's endpoint on the
-same store is used when the address is taken).
+endpoint, which reinstall keeps on landing.listen (when another reprov on the same
+store holds the address, its endpoint answers, and this one takes the address over
+if that reprov exits first).
 
 Every step is recorded in the job store; a killed or interrupted reinstall is
 resumed by running it again. Without --yes it asks once, on a terminal, showing
@@ -527,46 +527,52 @@ func (env *engineEnv) describe(ctx context.Context, nodes []inventory.Node) stri
 	return b.String()
 }
 
-// startLanding serves the landing endpoint on landing.listen for the run.
-// An address in use is another endpoint's (a standing one, or another
-// reinstall's on the same store): the run goes on without its own.
+// startLanding keeps the landing endpoint on landing.listen while the run
+// lasts (landing.Keeper, docs/netboot.md): an address in use is another
+// reprov's endpoint on the same store (or a standing one); this process
+// takes it over within about a second if that one goes away while nodes
+// still wait for their landing.
 func (env *engineEnv) startLanding(ctx context.Context) (stop func(), err error) {
 	a := env.a
 	allow, err := landing.ParseAllow(a.cfg.Landing.Allow)
 	if err != nil {
 		return nil, usageError(err)
 	}
+	window := a.cfg.Landing.RetryWindow
+	if window == 0 {
+		window = -1 // landing.retry_window: 0 turns the retry off
+	}
 	srv, err := landing.New(landing.Config{Jobs: env.st, Profile: env.profileFor, URL: a.cfg.Landing.URL, Allow: allow, Log: a.log,
-		NodeByMAC: nodeByMAC(env.inv)})
+		NodeByMAC: nodeByMAC(env.inv), NodeAddr: nodeAddr(env.inv), MatchSource: a.cfg.Landing.MatchSource, RetryWindow: window})
 	if err != nil {
 		return nil, usageError(err)
 	}
-	ln, err := net.Listen("tcp", a.cfg.Landing.Listen)
-	if errors.Is(err, syscall.EADDRINUSE) {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		if perr := landing.Probe(pctx, a.cfg.Landing.URL); perr != nil {
-			a.log.Warn("landing.listen is in use and landing.url does not answer as a reprov landing endpoint: landings will not be seen unless it is one",
-				"listen", a.cfg.Landing.Listen, "url", a.cfg.Landing.URL, "err", perr)
-		} else {
-			a.log.Info("landing.listen is in use by another reprov landing endpoint: using it", "listen", a.cfg.Landing.Listen, "url", a.cfg.Landing.URL)
-		}
-		return func() {}, nil
-	}
+	host, _ := os.Hostname()
+	// The endpoint outlives Ctrl-C until the run has recorded every node.
+	k, err := landing.Keep(context.WithoutCancel(ctx), landing.KeeperConfig{Server: srv, Listen: a.cfg.Landing.Listen,
+		Controller: fmt.Sprintf("%s/%d", host, os.Getpid()), Sessions: env.st, Log: a.log})
 	if err != nil {
 		return nil, usagef("landing endpoint: %w", err)
 	}
-	a.log.Debug("landing endpoint listening", "listen", ln.Addr().String(), "url", a.cfg.Landing.URL)
-	// The endpoint outlives Ctrl-C until the run has recorded every node.
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(sctx, ln); err != nil {
-			a.log.Error("landing endpoint", "err", err)
+	return k.Stop, nil
+}
+
+// nodeAddr is each node's provisioning address for landing.match_source:
+// its ssh.address when that is an IP address (a host name is not
+// resolved: such a node cannot land under match_source).
+func nodeAddr(inv *inventory.Inventory) func(string) (netip.Addr, bool) {
+	m := map[string]netip.Addr{}
+	if inv != nil {
+		for _, n := range inv.Nodes {
+			if ip, err := netip.ParseAddr(n.SSH.Address); err == nil {
+				m[n.Name] = ip.Unmap()
+			}
 		}
-	}()
-	return func() { cancel(); <-done }, nil
+	}
+	return func(node string) (netip.Addr, bool) {
+		ip, ok := m[node]
+		return ip, ok
+	}
 }
 
 // nodeByMAC maps the inventory's MACs to their nodes.
