@@ -121,6 +121,11 @@ func land(ctx context.Context, st *store.Store, job store.NodeJob, source store.
 		source = store.LandingIPXE
 	}
 	ev, _ := json.Marshal(map[string]string{"node": job.Node, "source": string(source)})
+	// The engine arms a job's landing right before its kick; a landing
+	// counts only after that.
+	if err := st.ArmLanding(ctx, job.ID, Owner); err != nil {
+		return err
+	}
 	if _, err := st.MarkLanded(ctx, job.ID, source, ev); err != nil {
 		return err
 	}
