@@ -46,7 +46,7 @@ func TestTwoControllersOneKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	const perRack = 8
-	ctx := ctxFor(t, 4*time.Minute)
+	ctx := ctxFor(t, 8*time.Minute)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
