@@ -180,6 +180,8 @@ type powerOptions struct {
 	DryRun    bool
 	// Force acts on nodes with an active reinstall job too.
 	Force bool
+	// Yes skips the confirmation of off, cycle and reset on several nodes.
+	Yes bool
 }
 
 // powerStatusDetail is a node's power status row.
@@ -228,6 +230,9 @@ listed with its reason.`,
 			sub.Flags().BoolVar(&o.DryRun, "dry-run", false, "connect and describe the change, but do not send it")
 			sub.Flags().BoolVar(&o.Force, "force", false, "act on nodes with an active reinstall job too")
 		}
+		if act.name == "off" || act.name == "cycle" || act.name == "reset" {
+			sub.Flags().BoolVar(&o.Yes, "yes", false, "do not ask for confirmation (asked when more than one node is selected)")
+		}
 		cmd.AddCommand(sub)
 	}
 	return cmd
@@ -252,6 +257,11 @@ func runPower(ctx context.Context, a *app, o powerOptions) error {
 			return err
 		}
 		if err := refuseBusy("power "+o.Action, busy); err != nil {
+			return err
+		}
+	}
+	if (o.Action == "off" || o.Action == "cycle" || o.Action == "reset") && len(nodes) > 1 && !o.Yes && !o.DryRun {
+		if err := a.confirm(confirmation{Verb: "power " + o.Action, Nodes: nodes}); err != nil {
 			return err
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -97,13 +96,9 @@ func runRestore(ctx context.Context, a *app, o restoreOptions) error {
 		return err
 	}
 	if !o.Yes {
-		if !a.stdinIsTerminal() {
-			return usagef("refusing to write the boot sector of %s from %s without confirmation: stdin is not a terminal (pass --yes)", node.Name, file)
-		}
-		fmt.Fprintf(a.stderr, "About to write the boot sector saved in %s back to node %s over SSH.\nType \"yes\" to go on: ", file, node.Name)
-		var ans string
-		if _, err := fmt.Fscanln(a.stdin, &ans); err != nil || (strings.ToLower(ans) != "yes" && strings.ToLower(ans) != "y") {
-			return usagef("not confirmed: nothing was done")
+		if err := a.confirm(confirmation{Verb: "write back the boot sector of", Nodes: []inventory.Node{*node},
+			Detail: fmt.Sprintf("  from %s, over SSH\n", file)}); err != nil {
+			return err
 		}
 	}
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
