@@ -15,6 +15,8 @@ declare -A need=(
   [redfishtool]=redfishtool
   [sfdisk]=fdisk
   [/usr/lib/postgresql/15/bin/initdb]=postgresql
+  [dropbear]=dropbear-bin
+  [dropbearkey]=dropbear-bin
 )
 
 missing=()
