@@ -253,9 +253,8 @@ func (r *rig) session(conn inband.Conn) *inband.Session {
 	}
 	cfg := inband.Config{StateDir: r.stateDir, Run: "run-1", Audit: r.log,
 		Logger: slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
-	if r.node.SSH.Agent == inband.ModeCommands {
-		cfg.Layout = r.layout
-	} else {
+	cfg.Layout = r.layout
+	if r.node.SSH.Agent != inband.ModeCommands {
 		cfg.AgentBinary = agentBuilt
 	}
 	if r.config != nil {

@@ -52,10 +52,12 @@ type planArgs struct {
 type commandsStepper struct {
 	s *Session
 	h *host.Shell
+	// planOnly leaves kernel modules alone (plan mode loads nothing).
+	planOnly bool
 }
 
 func (c *commandsStepper) identify(ctx context.Context) (*steps.Identity, error) {
-	return steps.Identify(ctx, c.h, steps.IdentifyOptions{})
+	return steps.Identify(ctx, c.h, steps.IdentifyOptions{NoModprobe: c.planOnly})
 }
 
 func (c *commandsStepper) resolveDisk(ctx context.Context, disk string) (*steps.DiskInfo, error) {
