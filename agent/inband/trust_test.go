@@ -1,13 +1,17 @@
 package inband_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/reprov/reprov/agent/inband"
 	"github.com/reprov/reprov/agent/inband/host/fixture"
+	"github.com/reprov/reprov/agent/inband/steps"
 )
 
 // TestPlanHasNoSideEffects: plan mode pushes no agent, loads no kernel
@@ -48,5 +52,54 @@ func TestPlanHasNoSideEffects(t *testing.T) {
 			}
 			r.assertUntouched()
 		})
+	}
+}
+
+// TestRestoreChecksIdentityAndAttempts: restore runs the identity interlock
+// first; a second pass writes its own saved file (holding the zeroes of
+// the first), which restore refuses and LatestSaved skips.
+func TestRestoreChecksIdentityAndAttempts(t *testing.T) {
+	r := newRig(t, rigOpts{})
+	ctx := context.Background()
+	first, err := r.session(nil).Reinstall(ctx)
+	if err != nil {
+		t.Fatalf("first pass: %v", err)
+	}
+	// The old OS came back (the board ignored the override): a second pass.
+	second, err := r.session(nil).Reinstall(ctx)
+	if err != nil {
+		t.Fatalf("second pass: %v", err)
+	}
+	if first.SavedFile == second.SavedFile {
+		t.Fatalf("both passes saved to %s", first.SavedFile)
+	}
+	if !inband.RestorableSaved(first.SavedFile) || inband.RestorableSaved(second.SavedFile) {
+		t.Fatalf("restorable: first %t, second %t; want the first only", inband.RestorableSaved(first.SavedFile), inband.RestorableSaved(second.SavedFile))
+	}
+	if got, err := inband.LatestSaved(r.stateDir, r.node.Name); err != nil || got != first.SavedFile {
+		t.Fatalf("latest restorable save %q %v, want the first pass's %s", got, err, first.SavedFile)
+	}
+	zeroed := r.read()
+	if _, err := r.session(nil).Restore(ctx, second.SavedFile, true); !errors.Is(err, steps.ErrRestoreRefused) || !strings.Contains(err.Error(), "only zeroes") {
+		t.Fatalf("restore of the zero copy: %v, want a refusal", err)
+	}
+
+	// The wrong node answers at the address: the identity check refuses.
+	good := r.node
+	r.node.Serial = "OTHER-SERIAL"
+	r.node.MACs = []string{"02:00:00:00:00:99"}
+	_, err = r.session(nil).Restore(ctx, first.SavedFile, true)
+	var ie *steps.IdentityError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "restore refused before anything was written") {
+		t.Fatalf("restore on the wrong node: %v, want an identity error", err)
+	}
+	if !bytes.Equal(r.read(), zeroed) {
+		t.Fatal("a restore refused for identity wrote to the disk")
+	}
+
+	r.node = good
+	rr, err := r.session(nil).Restore(ctx, first.SavedFile, false)
+	if err != nil || !rr.Verified || !bytes.Equal(r.read(), r.orig) {
+		t.Fatalf("restore on the right node: %+v %v", rr, err)
 	}
 }

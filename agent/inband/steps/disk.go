@@ -29,6 +29,11 @@ type DiskInfo struct {
 	SizeBytes  int64  `json:"size_bytes"`
 	SectorSize int    `json:"logical_sector_size"`
 	Model      string `json:"model,omitempty"`
+	// WWID and Serial identify the physical disk when sysfs has them
+	// (SCSI/SATA device/wwid, NVMe wwid and serial, virtio serial): the
+	// saved boot sector records them and restore requires the same.
+	WWID   string `json:"wwid,omitempty"`
+	Serial string `json:"serial,omitempty"`
 	// Configured is the inventory's boot.disk as given ("" when resolved
 	// from the mounts).
 	Configured string `json:"configured,omitempty"`
@@ -353,7 +358,20 @@ func checkWholeDisk(ctx context.Context, h host.Host, sys string, info *DiskInfo
 	if m, err := readTrim(ctx, h, sys+"/device/model"); err == nil {
 		info.Model = m
 	}
+	info.WWID = firstReadable(ctx, h, sys+"/wwid", sys+"/device/wwid")
+	info.Serial = firstReadable(ctx, h, sys+"/serial", sys+"/device/serial")
 	return nil
+}
+
+// firstReadable returns the first non-empty content among paths ("" when
+// none can be read: identifiers are optional facts).
+func firstReadable(ctx context.Context, h host.Host, paths ...string) string {
+	for _, p := range paths {
+		if v, err := readTrim(ctx, h, p); err == nil && v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 func exists(ctx context.Context, h host.Host, p string) bool {

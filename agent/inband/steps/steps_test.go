@@ -497,3 +497,45 @@ func TestUnreadableDiskFactsRefuse(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreRefusesAnotherDisk: the saved copy records the disk's WWID and
+// serial; a disk with others (or none readable) is refused, even forced.
+func TestRestoreRefusesAnotherDisk(t *testing.T) {
+	ctx := context.Background()
+	img := newImage(t, "dos")
+	n := node(img)
+	n.Disks[0].WWID, n.Disks[0].Serial = "naa.600508b1001c5e6f", "PBKTF0BRH8S0XY"
+	h, _ := build(t, n)
+	var saved *steps.SavedSectors
+	if _, err := steps.WipeBootSector(ctx, h, steps.WipeOptions{Disk: img,
+		Save: func(_ context.Context, s *steps.SavedSectors) error { saved = s; return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	if saved.DiskWWID != "naa.600508b1001c5e6f" || saved.DiskSerial != "PBKTF0BRH8S0XY" {
+		t.Fatalf("saved copy identifies the disk as WWID %q serial %q", saved.DiskWWID, saved.DiskSerial)
+	}
+	zeroed := read(t, img)
+	for _, tc := range []struct {
+		name, wwid, serial, want string
+	}{
+		{"other WWID", "naa.600508b1001c0000", "PBKTF0BRH8S0XY", `WWID "naa.600508b1001c0000", the saved copy is of WWID "naa.600508b1001c5e6f"`},
+		{"other serial", "naa.600508b1001c5e6f", "OTHER", `serial "OTHER"`},
+		{"no WWID readable", "", "PBKTF0BRH8S0XY", "has WWID none readable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n2 := node(img)
+			n2.Disks[0].WWID, n2.Disks[0].Serial = tc.wwid, tc.serial
+			h2, _ := build(t, n2)
+			_, err := steps.RestoreBootSector(ctx, h2, steps.RestoreOptions{Saved: saved, Force: true})
+			if !errors.Is(err, steps.ErrOtherDisk) || !errors.Is(err, steps.ErrRestoreRefused) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("restore to %s: %v, want ErrOtherDisk saying %q", tc.name, err, tc.want)
+			}
+			if !bytes.Equal(read(t, img), zeroed) {
+				t.Fatal("a refused restore wrote to the disk")
+			}
+		})
+	}
+	if _, err := steps.RestoreBootSector(ctx, h, steps.RestoreOptions{Saved: saved}); err != nil {
+		t.Fatalf("restore to the same disk: %v", err)
+	}
+}
