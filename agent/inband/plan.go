@@ -6,7 +6,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/reprov/reprov/agent/inband/host"
 	"github.com/reprov/reprov/agent/inband/steps"
 	"github.com/reprov/reprov/inventory"
 )
@@ -155,17 +154,20 @@ func (s *Session) planSteps(p *Plan, a planArgs) {
 
 // Plan reads the node (identity, disk, the bytes that would be zeroed,
 // which boot entry and IPMI path would be used) and says exactly what
-// Reinstall would do. It has no side effect on the node: the reads are
-// POSIX commands run from the controller in either agent mode (no agent
-// is pushed), and no kernel module is loaded (a BMC address that needs
-// ipmi_si is then not read). An identity mismatch or a refused disk is
-// returned as the error, with the plan so far.
+// Reinstall would do. It writes nothing on the node except, in push mode,
+// the agent binary, which Close removes; it loads no kernel module (a BMC
+// address that needs ipmi_si is then not read). An identity mismatch or a
+// refused disk is returned as the error, with the plan so far.
 func (s *Session) Plan(ctx context.Context) (*Plan, error) {
-	sh, err := host.NewShell(s.conn, s.cfg.Layout)
-	if err != nil {
-		return nil, fmt.Errorf("node %s: %w", s.node.Name, err)
+	reader := s.steps
+	switch st := s.steps.(type) {
+	case *commandsStepper:
+		st.planOnly = true
+		defer func() { st.planOnly = false }()
+	case *pushStepper:
+		st.planOnly = true
+		defer func() { st.planOnly = false }()
 	}
-	reader := &commandsStepper{s: s, h: sh, planOnly: true}
 	p := s.basePlan(ctx)
 	p.Connected = true
 	a := planArgs{disk: s.node.Boot.Disk, nextBoot: s.nextBootOptions(), delay: s.cfg.RebootDelay, write: true}

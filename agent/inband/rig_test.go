@@ -253,8 +253,9 @@ func (r *rig) session(conn inband.Conn) *inband.Session {
 	}
 	cfg := inband.Config{StateDir: r.stateDir, Run: "run-1", Audit: r.log,
 		Logger: slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
-	cfg.Layout = r.layout
-	if r.node.SSH.Agent != inband.ModeCommands {
+	if r.node.SSH.Agent == inband.ModeCommands {
+		cfg.Layout = r.layout
+	} else {
 		cfg.AgentBinary = agentBuilt
 	}
 	if r.config != nil {

@@ -14,8 +14,9 @@ import (
 	"github.com/reprov/reprov/agent/inband/steps"
 )
 
-// TestPlanHasNoSideEffects: plan mode pushes no agent, loads no kernel
-// module and writes nothing, in both agent modes.
+// TestPlanHasNoSideEffects: plan mode loads no kernel module and writes
+// nothing, in both agent modes; push mode pushes its agent (removed at
+// Close) and asks it not to load modules.
 func TestPlanHasNoSideEffects(t *testing.T) {
 	for _, mode := range []string{inband.ModePush, inband.ModeCommands} {
 		t.Run(mode, func(t *testing.T) {
@@ -33,15 +34,23 @@ func TestPlanHasNoSideEffects(t *testing.T) {
 			if err := s.Close(context.Background()); err != nil {
 				t.Fatal(err)
 			}
+			bad := []string{"modprobe", "dd if=/dev/zero", "efibootmgr -n", "bootparam set", "wipe-boot-sector --disk", "next-boot pxe --mode"}
+			if mode == inband.ModeCommands {
+				bad = append(bad, "reprov-agent", "mkdir", "cat >")
+			} else if !contains(spy.commands(), "identify --no-modprobe") {
+				t.Errorf("plan's agent identify without --no-modprobe: %q", spy.commands())
+			}
 			for _, c := range spy.commands() {
-				for _, bad := range []string{"reprov-agent", "modprobe", "mkdir", "cat >", "dd if=/dev/zero", "efibootmgr -n", "bootparam set"} {
-					if contains([]string{c}, bad) {
-						t.Errorf("plan ran %q (%s)", c, bad)
+				for _, b := range bad {
+					if strings.Contains(c, b) && !strings.Contains(c, "--dry-run") {
+						t.Errorf("plan ran %q (%s)", c, b)
 					}
 				}
 			}
 			for _, rec := range r.records() {
-				t.Errorf("plan wrote an audit record: %+v", rec)
+				if rec.Action != inband.ActionPushAgent {
+					t.Errorf("plan wrote an audit record: %+v", rec)
+				}
 			}
 			log := r.layout.ModprobeLog
 			if log == "" {
