@@ -69,15 +69,17 @@ type Resolver interface {
 // Config configures a Session.
 type Config struct {
 	// StateDir is the controller's state directory: saved boot sectors go
-	// to SavedAttemptPath(StateDir, NODE, Run, Attempt). Required to wipe.
+	// to SavedAttemptPath(StateDir, NODE, Run, Attempt), or SavedPath when
+	// Attempt is empty. Required to wipe.
 	StateDir string
 	// Run identifies the run (audit records, saved files); default a
 	// timestamp.
 	Run string
 	// Attempt makes the saved-sector file of this session unique within
 	// the run (e.g. the job's attempt number), so that a second pass never
-	// overwrites the copy of the first; default a timestamp and random
-	// suffix.
+	// overwrites the copy of the first: SavedAttemptPath, refused if it
+	// exists. Empty: SavedPath, an earlier file there being moved aside to
+	// RUN.<mtime>.json first (the behaviour before attempts).
 	Attempt string
 	// Audit is the two-phase audit log. Required to wipe.
 	Audit *audit.Log
@@ -169,9 +171,6 @@ func NewSession(node inventory.Node, conn Conn, cfg Config) (*Session, error) {
 	}
 	if cfg.Run == "" {
 		cfg.Run = time.Now().UTC().Format("20060102T150405Z")
-	}
-	if cfg.Attempt == "" {
-		cfg.Attempt = time.Now().UTC().Format("20060102T150405.000000000Z") + "-" + randomHex(4)
 	}
 	if cfg.RebootDelay == 0 {
 		cfg.RebootDelay = steps.DefaultRebootDelay
@@ -328,9 +327,17 @@ func (s *Session) Reinstall(ctx context.Context) (*Result, error) {
 			return res, fmt.Errorf("node %s: plan wipe of %s: %w", s.node.Name, disk.Path, err)
 		}
 		saved.Node, saved.Run = s.node.Name, s.cfg.Run
-		path := SavedAttemptPath(s.cfg.StateDir, s.node.Name, s.cfg.Run, s.cfg.Attempt)
-		if _, err := os.Stat(path); err == nil {
-			return res, fmt.Errorf("node %s: saved boot sector %s exists already (nothing was written): give every attempt its own Config.Attempt", s.node.Name, path)
+		path := SavedPath(s.cfg.StateDir, s.node.Name, s.cfg.Run)
+		if s.cfg.Attempt != "" {
+			path = SavedAttemptPath(s.cfg.StateDir, s.node.Name, s.cfg.Run, s.cfg.Attempt)
+			if _, err := os.Stat(path); err == nil {
+				return res, fmt.Errorf("node %s: saved boot sector %s exists already (nothing was written): give every attempt its own Config.Attempt", s.node.Name, path)
+			}
+		} else if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
+			aside := strings.TrimSuffix(path, ".json") + fmt.Sprintf(".%d.json", fi.ModTime().UnixNano())
+			if err := os.Rename(path, aside); err != nil {
+				return res, fmt.Errorf("node %s: keep the earlier saved boot sector %s (nothing was written): %w", s.node.Name, path, err)
+			}
 		}
 		if err := steps.WriteSavedFile(path, saved); err != nil {
 			return res, fmt.Errorf("node %s: save boot sector before the wipe (nothing was written): %w", s.node.Name, err)

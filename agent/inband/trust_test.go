@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -68,7 +69,8 @@ func TestPlanHasNoSideEffects(t *testing.T) {
 // first; a second pass writes its own saved file (holding the zeroes of
 // the first), which restore refuses and LatestSaved skips.
 func TestRestoreChecksIdentityAndAttempts(t *testing.T) {
-	r := newRig(t, rigOpts{})
+	attempt := 0
+	r := newRig(t, rigOpts{config: func(c *inband.Config) { attempt++; c.Attempt = strconv.Itoa(attempt) }})
 	ctx := context.Background()
 	first, err := r.session(nil).Reinstall(ctx)
 	if err != nil {
