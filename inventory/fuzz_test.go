@@ -3,7 +3,10 @@ package inventory
 import (
 	"errors"
 	"os"
+	"path"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -113,5 +116,35 @@ func FuzzImportNetBox(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		inv, ws, err := ImportBytes("devices.csv", data, FromNetBoxCSV, ImportOptions{})
 		checkResult(t, "devices.csv", inv, ws, err)
+	})
+}
+
+// FuzzHostlist: a selection pattern either expands to at most maxExpansion
+// valid globs, or is refused with an ErrPattern error naming the pattern;
+// a pattern without brackets is left as it is.
+func FuzzHostlist(f *testing.F) {
+	for _, s := range []string{"web-[01-12]", "web-[1-3,10]", "rack[1-2]-n[01-40]", "web-*", "web-?", "[a-z]", "[!x]",
+		"web-[", "[3-1]", "[1,,2]", `\[1]`, "n[0-99999999]", "[]", "[^]"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, pat string) {
+		got, err := expandHostlist(pat)
+		if err != nil {
+			if !errors.Is(err, ErrPattern) || !strings.Contains(err.Error(), strconv.Quote(pat)) {
+				t.Fatalf("error %q does not wrap ErrPattern or name the pattern", err)
+			}
+			return
+		}
+		if len(got) == 0 || len(got) > maxExpansion {
+			t.Fatalf("%q expanded to %d patterns", pat, len(got))
+		}
+		for _, g := range got {
+			if _, err := path.Match(g, ""); err != nil {
+				t.Fatalf("%q expanded to an invalid glob %q", pat, g)
+			}
+		}
+		if !strings.ContainsAny(pat, "[]") && (len(got) != 1 || got[0] != pat) {
+			t.Fatalf("%q without brackets expanded to %q", pat, got)
+		}
 	})
 }

@@ -15,10 +15,11 @@ import (
 // asked at all is an error, so that no command acts on the whole fleet by
 // accident: All must be said.
 type Selector struct {
-	// Names are node names or shell globs (path.Match: *, ?, [a-z]). Each
-	// must match at least one node.
+	// Names are node names, hostlist ranges ("web-[01-12]",
+	// "rack[1-2]-n[01-40]") or shell globs ("web-*", "web-?", "[a-c]"), as
+	// expandHostlist reads them. Each must match at least one node.
 	Names []string
-	// Racks keeps nodes in one of these racks (names or globs).
+	// Racks keeps nodes in one of these racks (names, ranges or globs).
 	Racks []string
 	// Labels is a kubectl-style label selector: a=b, a==b, a!=b,
 	// a in (x,y), a notin (x,y), a (has the label), !a (has not), joined by
@@ -52,11 +53,15 @@ func (inv *Inventory) Select(s Selector) ([]Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	compiled := map[string]namePattern{}
 	for _, p := range slices.Concat(s.Names, s.Racks) {
-		if _, err := path.Match(p, ""); err != nil {
-			return nil, fmt.Errorf("pattern %q: %w", p, err)
+		np, err := compilePattern(p)
+		if err != nil {
+			return nil, err
 		}
+		compiled[p] = np
 	}
+	matches := func(pat, name string) bool { return compiled[pat].matches(name) }
 
 	picked := make([]bool, len(inv.Nodes))
 	if len(s.Names) == 0 {
@@ -68,7 +73,7 @@ func (inv *Inventory) Select(s Selector) ([]Node, error) {
 	for _, pat := range s.Names {
 		hit := false
 		for i := range inv.Nodes {
-			if ok, _ := path.Match(pat, inv.Nodes[i].Name); ok {
+			if matches(pat, inv.Nodes[i].Name) {
 				picked[i], hit = true, true
 			}
 		}
@@ -86,10 +91,7 @@ func (inv *Inventory) Select(s Selector) ([]Node, error) {
 		if !picked[i] {
 			continue
 		}
-		if len(s.Racks) > 0 && !slices.ContainsFunc(s.Racks, func(p string) bool {
-			ok, _ := path.Match(p, n.Rack)
-			return ok
-		}) {
+		if len(s.Racks) > 0 && !slices.ContainsFunc(s.Racks, func(p string) bool { return matches(p, n.Rack) }) {
 			continue
 		}
 		if !ls.Matches(n.Labels) {
@@ -101,6 +103,39 @@ func (inv *Inventory) Select(s Selector) ([]Node, error) {
 		return nil, noMatchError(inv, s, ls)
 	}
 	return out, nil
+}
+
+// namePattern is a selection pattern expanded: the names it lists exactly
+// and the globs left for path.Match.
+type namePattern struct {
+	exact map[string]bool
+	globs []string
+}
+
+func compilePattern(p string) (namePattern, error) {
+	expanded, err := expandHostlist(p)
+	if err != nil {
+		return namePattern{}, err
+	}
+	np := namePattern{exact: map[string]bool{}}
+	for _, g := range expanded {
+		if strings.ContainsAny(g, `*?[\`) {
+			np.globs = append(np.globs, g)
+		} else {
+			np.exact[g] = true
+		}
+	}
+	return np, nil
+}
+
+func (np namePattern) matches(name string) bool {
+	if np.exact[name] {
+		return true
+	}
+	return slices.ContainsFunc(np.globs, func(g string) bool {
+		ok, _ := path.Match(g, name)
+		return ok
+	})
 }
 
 func (inv *Inventory) unmatchedNames(names []string) error {

@@ -2,6 +2,8 @@ package inventory
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -22,7 +24,12 @@ func TestSelect(t *testing.T) {
 	}{
 		{"glob", Selector{Names: []string{"web-00?"}}, "web-001,web-002"},
 		{"union keeps inventory order", Selector{Names: []string{"db-002", "web-001", "web-00*"}}, "web-001,web-002,db-002"},
-		{"character class", Selector{Names: []string{"web-0[01][02]"}}, "web-002,web-010"},
+		{"character class", Selector{Names: []string{"web-0[a0-1][!2]"}}, "web-001,web-010"},
+		{"caret class", Selector{Names: []string{"web-0[^0]0"}}, "web-010"},
+		{"hostlist range", Selector{Names: []string{"web-[001-002]"}}, "web-001,web-002"},
+		{"hostlist list", Selector{Names: []string{"web-[001,010]"}}, "web-001,web-010"},
+		{"hostlist rack", Selector{Racks: []string{"r[2-3]"}}, "web-010,db-001,db-002"},
+		{"hostlist and glob", Selector{Names: []string{"*-[001-002]"}}, "web-001,web-002,db-001,db-002"},
 		{"names and rack", Selector{Names: []string{"web-*"}, Racks: []string{"r2"}}, "web-010"},
 		{"racks", Selector{Racks: []string{"r1", "r3"}}, "web-001,web-002,db-002"},
 		{"rack glob", Selector{Racks: []string{"r*"}}, "web-001,web-002,web-010,db-001,db-002"},
@@ -61,7 +68,9 @@ func TestSelect(t *testing.T) {
 		{"names and selector", Selector{Names: []string{"web-001", "web-002"}, Labels: "role=db"}, ErrNoMatch, "no node matches names web-001, web-002 and selector role=db"},
 		{"racks", Selector{Racks: []string{"r8", "r9"}}, ErrNoMatch, "no node matches racks r8, r9"},
 		{"bad selector", Selector{Labels: "role=web,,x"}, ErrSelectorSyntax, `label selector "role=web,,x": at column 10: expected a label key, found ",x"`},
-		{"bad glob", Selector{Names: []string{"web-[0"}}, nil, `pattern "web-[0": syntax error in pattern`},
+		{"unclosed bracket", Selector{Names: []string{"web-[0"}}, ErrPattern, `pattern "web-[0": at column 5: [ is not closed`},
+		{"bad rack pattern", Selector{Racks: []string{"r[3-1]"}}, ErrPattern, `pattern "r[3-1]": at column 3: range "3-1" goes down`},
+		{"range without a match", Selector{Names: []string{"web-[003-004]"}}, ErrNoMatch, `no node matches name web-[003-004]`},
 	}
 	for _, c := range errCases {
 		got, err := inv.Select(c.sel)
@@ -127,6 +136,95 @@ func TestParseLabelSelector(t *testing.T) {
 	} {
 		if got := s.Matches(c.labels); got != c.want {
 			t.Errorf("Matches(%v) = %v, want %v", c.labels, got, c.want)
+		}
+	}
+}
+
+// TestSelectHostlistRange is the operator's everyday range: as a shell glob,
+// web-[10-12] would be a character class selecting web-1 and web-2.
+func TestSelectHostlistRange(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("nodes:\n")
+	for i := 1; i <= 12; i++ {
+		fmt.Fprintf(&b, "  - {name: web-%d, rack: r%d, ssh: {address: 10.0.0.%d}}\n", i, (i+3)/4, i)
+	}
+	inv, _ := mustLoadBytes(t, "f.yaml", b.String())
+	cases := []struct{ pat, want string }{
+		{"web-[10-12]", "web-10,web-11,web-12"},
+		{"web-[1-3,10]", "web-1,web-2,web-3,web-10"},
+		{"web-[1-2]*", "web-1,web-2,web-10,web-11,web-12"},
+		{"web-?", "web-1,web-2,web-3,web-4,web-5,web-6,web-7,web-8,web-9"},
+		{"web-[9]", "web-9"},
+	}
+	for _, c := range cases {
+		got, err := inv.Select(Selector{Names: []string{c.pat}})
+		if err != nil {
+			t.Errorf("%s: %v", c.pat, err)
+			continue
+		}
+		if names(got) != c.want {
+			t.Errorf("%s: selected %s, want %s", c.pat, names(got), c.want)
+		}
+	}
+	// Zero-padded ranges keep their width: web-[01-03] names web-01…, which
+	// this inventory does not have.
+	if got, err := inv.Select(Selector{Names: []string{"web-[01-03]"}}); !errors.Is(err, ErrNoMatch) {
+		t.Errorf("web-[01-03] over unpadded names: selected %s, err %v; want no match", names(got), err)
+	}
+}
+
+func TestExpandHostlist(t *testing.T) {
+	cases := []struct{ pat, want string }{
+		{"web-01", "web-01"},
+		{"web-[01-03]", "web-01 web-02 web-03"},
+		{"web-[1-3,10]", "web-1 web-2 web-3 web-10"},
+		{"web-[8-10]", "web-8 web-9 web-10"},
+		{"web-[08-10]", "web-08 web-09 web-10"},
+		{"web-[001-2]", "web-001 web-002"},
+		{"rack[1-2]-n[01-02]", "rack1-n01 rack1-n02 rack2-n01 rack2-n02"},
+		{"web-[1-2].lab", "web-1.lab web-2.lab"},
+		{"web-*", "web-*"},
+		{"web-[a-c]?", "web-[a-c]?"},
+		{"web-[!a]", "web-[^a]"},
+		{`web-\[1\]`, `web-\[1\]`},
+		{"n[1-2][a-b]", "n1[a-b] n2[a-b]"},
+	}
+	for _, c := range cases {
+		got, err := expandHostlist(c.pat)
+		if err != nil {
+			t.Errorf("%s: %v", c.pat, err)
+			continue
+		}
+		if strings.Join(got, " ") != c.want {
+			t.Errorf("%s: expanded to %q, want %q", c.pat, strings.Join(got, " "), c.want)
+		}
+	}
+	errCases := []struct{ pat, want string }{
+		{"web-[", `pattern "web-[": at column 5: [ is not closed`},
+		{"web-]", `pattern "web-]": at column 5: ] without [`},
+		{"web-[]", `pattern "web-[]": at column 5: empty []`},
+		{"web-[1-]", `pattern "web-[1-]": at column 6: range "1-" is not N or N-M`},
+		{"web-[-3]", `pattern "web-[-3]": at column 6: range "-3" is not N or N-M`},
+		{"web-[1-2-3]", `pattern "web-[1-2-3]": at column 6: range "1-2-3" is not N or N-M`},
+		{"web-[1,,3]", `pattern "web-[1,,3]": at column 8: empty item in range list [1,,3]`},
+		{"web-[3-1]", `pattern "web-[3-1]": at column 6: range "3-1" goes down`},
+		{"web-[a,b]", `pattern "web-[a,b]": at column 7: ',' in a bracket that is not a numeric range: write ranges as [1-3,10] (digits only), or a glob class without ','`},
+		{"web-[1-3,a]", `pattern "web-[1-3,a]": at column 9: ',' in a bracket that is not a numeric range: write ranges as [1-3,10] (digits only), or a glob class without ','`},
+		{"web-[z-a]", `pattern "web-[z-a]": at column 5: [z-a] is neither a numeric range nor a valid glob class`},
+		{"web-[!]", `pattern "web-[!]": at column 5: [!] is neither a numeric range nor a valid glob class`},
+		{"n[0-999999]", `pattern "n[0-999999]": at column 3: expands to more than 100000 names`},
+		{"n[0-999][0-999]", `pattern "n[0-999][0-999]": at column 9: expands to more than 100000 names`},
+		{"n[1-1234567890123456789]", `pattern "n[1-1234567890123456789]": at column 3: range "1-1234567890123456789" has more than 18 digits`},
+		{`web\`, `pattern "web\\": at column 4: a trailing \ escapes nothing`},
+	}
+	for _, c := range errCases {
+		got, err := expandHostlist(c.pat)
+		if err == nil {
+			t.Errorf("%s: expanded to %q, want an error", c.pat, got)
+			continue
+		}
+		if err.Error() != c.want || !errors.Is(err, ErrPattern) {
+			t.Errorf("%s: error %q, want %q", c.pat, err, c.want)
 		}
 	}
 }

@@ -16,6 +16,8 @@ declare -A need=(
   [sfdisk]=fdisk
   [/usr/lib/postgresql/15/bin/initdb]=postgresql
   [chromium]=chromium
+  [dropbear]=dropbear-bin
+  [dropbearkey]=dropbear-bin
 )
 
 missing=()

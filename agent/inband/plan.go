@@ -155,16 +155,26 @@ func (s *Session) planSteps(p *Plan, a planArgs) {
 // Plan reads the node (identity, disk, the bytes that would be zeroed,
 // which boot entry and IPMI path would be used) and says exactly what
 // Reinstall would do. It writes nothing on the node except, in push mode,
-// the agent binary, which Close removes. An identity mismatch or a refused
-// disk is returned as the error, with the plan so far.
+// the agent binary, which Close removes; it loads no kernel module (a BMC
+// address that needs ipmi_si is then not read). An identity mismatch or a
+// refused disk is returned as the error, with the plan so far.
 func (s *Session) Plan(ctx context.Context) (*Plan, error) {
+	reader := s.steps
+	switch st := s.steps.(type) {
+	case *commandsStepper:
+		st.planOnly = true
+		defer func() { st.planOnly = false }()
+	case *pushStepper:
+		st.planOnly = true
+		defer func() { st.planOnly = false }()
+	}
 	p := s.basePlan(ctx)
 	p.Connected = true
 	a := planArgs{disk: s.node.Boot.Disk, nextBoot: s.nextBootOptions(), delay: s.cfg.RebootDelay, write: true}
 	a.scope, _, a.why = s.cfg.Wipe.Decide("legacy")
 	defer func() { s.planSteps(p, a) }()
 
-	id, err := s.steps.identify(ctx)
+	id, err := reader.identify(ctx)
 	if err != nil {
 		return p, fmt.Errorf("node %s: identify: %w", s.node.Name, err)
 	}
@@ -180,13 +190,13 @@ func (s *Session) Plan(ctx context.Context) (*Plan, error) {
 	}
 	a.scope, a.write, a.why = s.cfg.Wipe.Decide(id.Firmware)
 	if a.write {
-		info, err := s.steps.resolveDisk(ctx, s.node.Boot.Disk)
+		info, err := reader.resolveDisk(ctx, s.node.Boot.Disk)
 		if err != nil {
 			return p, fmt.Errorf("node %s: resolve disk: %w", s.node.Name, err)
 		}
 		p.Disk.Resolved = info
 		a.disk = info.Path
-		plan, _, err := s.steps.planWipe(ctx, info.Path, a.scope)
+		plan, _, err := reader.planWipe(ctx, info.Path, a.scope)
 		if err != nil {
 			return p, fmt.Errorf("node %s: plan wipe: %w", s.node.Name, err)
 		}
@@ -197,7 +207,7 @@ func (s *Session) Plan(ctx context.Context) (*Plan, error) {
 	}
 	nbo := s.nextBootOptions()
 	nbo.DryRun = true
-	nb, err := s.steps.nextBoot(ctx, nbo)
+	nb, err := reader.nextBoot(ctx, nbo)
 	if err != nil {
 		return p, fmt.Errorf("node %s: plan next-boot: %w", s.node.Name, err)
 	}

@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -68,11 +69,18 @@ type Resolver interface {
 // Config configures a Session.
 type Config struct {
 	// StateDir is the controller's state directory: saved boot sectors go
-	// to StateDir/boot-sectors/NODE/RUN.json. Required to wipe.
+	// to SavedAttemptPath(StateDir, NODE, Run, Attempt), or SavedPath when
+	// Attempt is empty. Required to wipe.
 	StateDir string
 	// Run identifies the run (audit records, saved files); default a
 	// timestamp.
 	Run string
+	// Attempt makes the saved-sector file of this session unique within
+	// the run (e.g. the job's attempt number), so that a second pass never
+	// overwrites the copy of the first: SavedAttemptPath, refused if it
+	// exists. Empty: SavedPath, an earlier file there being moved aside to
+	// RUN.<mtime>.json first (the behaviour before attempts).
+	Attempt string
 	// Audit is the two-phase audit log. Required to wipe.
 	Audit *audit.Log
 	// Job is the store's node job this session works for: it tags the
@@ -340,6 +348,17 @@ func (s *Session) Reinstall(ctx context.Context) (*Result, error) {
 		}
 		saved.Node, saved.Run = s.node.Name, s.cfg.Run
 		path := SavedPath(s.cfg.StateDir, s.node.Name, s.cfg.Run)
+		if s.cfg.Attempt != "" {
+			path = SavedAttemptPath(s.cfg.StateDir, s.node.Name, s.cfg.Run, s.cfg.Attempt)
+			if _, err := os.Stat(path); err == nil {
+				return res, fmt.Errorf("node %s: saved boot sector %s exists already (nothing was written): give every attempt its own Config.Attempt", s.node.Name, path)
+			}
+		} else if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
+			aside := strings.TrimSuffix(path, ".json") + fmt.Sprintf(".%d.json", fi.ModTime().UnixNano())
+			if err := os.Rename(path, aside); err != nil {
+				return res, fmt.Errorf("node %s: keep the earlier saved boot sector %s (nothing was written): %w", s.node.Name, path, err)
+			}
+		}
 		if err := steps.WriteSavedFile(path, saved); err != nil {
 			return res, fmt.Errorf("node %s: save boot sector before the wipe (nothing was written): %w", s.node.Name, err)
 		}
@@ -475,8 +494,14 @@ func (s *Session) restore(ctx context.Context, saved *steps.SavedSectors, disk s
 }
 
 // Restore puts the boot sector saved in file back on the node (reprov
-// restore NODE). It refuses, unless force, a disk whose saved ranges now
-// hold something other than zeroes or the saved bytes.
+// restore NODE). It runs the identity interlock first, as the wipe does,
+// and refuses on a mismatch (a *steps.IdentityError); it refuses a file of
+// another node, a copy that is all zeroes (taken after an earlier wipe),
+// and a disk whose WWID or serial differ from the saved ones
+// (steps.ErrOtherDisk, not overridden by force); unless force, it refuses
+// a disk whose saved ranges now hold something other than zeroes or the
+// saved bytes. Every refusal wraps steps.ErrRestoreRefused or is the
+// identity error, and nothing is written.
 func (s *Session) Restore(ctx context.Context, file string, force bool) (*steps.RestoreResult, error) {
 	if s.cfg.Audit == nil {
 		return nil, fmt.Errorf("node %s: restore needs an audit log", s.node.Name)
@@ -487,6 +512,13 @@ func (s *Session) Restore(ctx context.Context, file string, force bool) (*steps.
 	}
 	if saved.Node != "" && saved.Node != s.node.Name {
 		return nil, fmt.Errorf("node %s: %w: %s holds the boot sector of node %s", s.node.Name, steps.ErrRestoreRefused, file, saved.Node)
+	}
+	if saved.AllZero() {
+		return nil, fmt.Errorf("node %s: %w: %s holds only zeroes (saved after an earlier wipe): restore from an earlier attempt's file in %s",
+			s.node.Name, steps.ErrRestoreRefused, file, filepath.Dir(file))
+	}
+	if _, err := s.Identify(ctx); err != nil {
+		return nil, fmt.Errorf("node %s: restore refused before anything was written: %w", s.node.Name, err)
 	}
 	r, err := s.restore(ctx, saved, "", force)
 	if err != nil {
@@ -507,13 +539,62 @@ func BootID(ctx context.Context, conn Conn) (string, error) {
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]`)
 
-// SavedPath is where a run's saved boot sector of a node lives.
+// SavedPath is where a run's saved boot sector of a node lived before
+// saved files got an attempt component; SavedAttemptPath replaces it (kept
+// for files written by earlier versions).
 func SavedPath(stateDir, node, run string) string {
 	return filepath.Join(stateDir, "boot-sectors", unsafeName.ReplaceAllString(node, "_"), unsafeName.ReplaceAllString(run, "_")+".json")
 }
 
-// LatestSaved returns the newest saved boot sector of node, for reprov
-// restore NODE.
+// SavedAttemptPath is where one attempt's saved boot sector of a node
+// lives: StateDir/boot-sectors/NODE/RUN.ATTEMPT.json, unique per attempt,
+// so that a second pass (whose copy holds the zeroes of the first) never
+// replaces the copy worth restoring.
+func SavedAttemptPath(stateDir, node, run, attempt string) string {
+	return filepath.Join(stateDir, "boot-sectors", unsafeName.ReplaceAllString(node, "_"),
+		unsafeName.ReplaceAllString(run, "_")+"."+unsafeName.ReplaceAllString(attempt, "_")+".json")
+}
+
+// SavedOfRun lists the saved boot sectors of node written by run (every
+// attempt, and the file of earlier versions), newest first.
+func SavedOfRun(stateDir, node, run string) []string {
+	dir := filepath.Join(stateDir, "boot-sectors", unsafeName.ReplaceAllString(node, "_"))
+	r := unsafeName.ReplaceAllString(run, "_")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	type file struct {
+		path string
+		mod  time.Time
+	}
+	var files []file
+	for _, e := range ents {
+		n := e.Name()
+		if e.IsDir() || filepath.Ext(n) != ".json" || (n != r+".json" && !strings.HasPrefix(n, r+".")) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil {
+			files = append(files, file{filepath.Join(dir, n), fi.ModTime()})
+		}
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].mod.After(files[j].mod) })
+	out := make([]string, len(files))
+	for i, f := range files {
+		out[i] = f.path
+	}
+	return out
+}
+
+// RestorableSaved reports whether the saved boot sector in path is worth
+// restoring: it reads and verifies, and holds something other than zeroes.
+func RestorableSaved(path string) bool {
+	s, err := steps.ReadSavedFile(path)
+	return err == nil && !s.AllZero()
+}
+
+// LatestSaved returns the newest saved boot sector of node that holds
+// something other than zeroes, for reprov restore NODE.
 func LatestSaved(stateDir, node string) (string, error) {
 	dir := filepath.Join(stateDir, "boot-sectors", unsafeName.ReplaceAllString(node, "_"))
 	ents, err := os.ReadDir(dir)
@@ -523,7 +604,7 @@ func LatestSaved(stateDir, node string) (string, error) {
 	var best string
 	var bestTime time.Time
 	for _, e := range ents {
-		if e.IsDir() || filepath.Ext(e.Name()) != ".json" {
+		if e.IsDir() || filepath.Ext(e.Name()) != ".json" || !RestorableSaved(filepath.Join(dir, e.Name())) {
 			continue
 		}
 		fi, err := e.Info()
@@ -535,7 +616,7 @@ func LatestSaved(stateDir, node string) (string, error) {
 		}
 	}
 	if best == "" {
-		return "", fmt.Errorf("node %s: no saved boot sector in %s", node, dir)
+		return "", fmt.Errorf("node %s: no saved boot sector holding anything but zeroes in %s", node, dir)
 	}
 	return best, nil
 }

@@ -52,10 +52,12 @@ type planArgs struct {
 type commandsStepper struct {
 	s *Session
 	h *host.Shell
+	// planOnly leaves kernel modules alone (plan mode loads nothing).
+	planOnly bool
 }
 
 func (c *commandsStepper) identify(ctx context.Context) (*steps.Identity, error) {
-	return steps.Identify(ctx, c.h, steps.IdentifyOptions{})
+	return steps.Identify(ctx, c.h, steps.IdentifyOptions{NoModprobe: c.planOnly})
 }
 
 func (c *commandsStepper) resolveDisk(ctx context.Context, disk string) (*steps.DiskInfo, error) {
@@ -154,6 +156,8 @@ type pushStepper struct {
 	dir    string
 	bin    string
 	pushed bool
+	// planOnly leaves kernel modules alone (plan mode loads nothing).
+	planOnly bool
 }
 
 // agentBaseDirs are tried in order for the agent's directory; a noexec
@@ -370,7 +374,11 @@ func (p *pushStepper) identify(ctx context.Context) (*steps.Identity, error) {
 		return nil, err
 	}
 	var id steps.Identity
-	if err := p.call(ctx, "identify", nil, &id); err != nil {
+	var args []string
+	if p.planOnly {
+		args = []string{"--no-modprobe"}
+	}
+	if err := p.call(ctx, "identify", args, &id); err != nil {
 		return nil, err
 	}
 	return &id, nil

@@ -24,6 +24,8 @@ type bootdevOptions struct {
 	DryRun     bool
 	// Force acts on nodes with an active reinstall job too.
 	Force bool
+	// Yes skips the confirmation asked when several nodes are selected.
+	Yes bool
 }
 
 // bootdevDetail is a node's boot override row.
@@ -69,6 +71,7 @@ before it is sent, and its outcome after. Exit 1 when any node failed.`,
 		f.BoolVar(&o.Legacy, "legacy", false, "ask for a legacy (BIOS) boot (excludes --uefi)")
 		f.BoolVar(&o.DryRun, "dry-run", false, "connect and describe the change, but do not send it")
 		f.BoolVar(&o.Force, "force", false, "act on nodes with an active reinstall job too")
+		f.BoolVar(&o.Yes, "yes", false, "do not ask for confirmation (asked when more than one node is selected)")
 		addSelectionFlags(sub, &o.Selection)
 		addFleetFlags(sub, &o.Fleet)
 		cmd.AddCommand(sub)
@@ -111,6 +114,11 @@ func runBootdev(ctx context.Context, a *app, o bootdevOptions) error {
 	}
 	for _, n := range nodes {
 		if _, err := o.bootModeFor(n); err != nil {
+			return err
+		}
+	}
+	if len(nodes) > 1 && !o.Yes && !o.DryRun {
+		if err := a.confirm(confirmation{Verb: "set the next boot device to " + o.Device + " on", Nodes: nodes}); err != nil {
 			return err
 		}
 	}

@@ -200,6 +200,8 @@ type powerOptions struct {
 	// cycle or reset, in the same session; UEFI and Legacy choose its
 	// boot mode (default: the node's inventory boot.mode).
 	PXE, UEFI, Legacy bool
+	// Yes skips the confirmation of off, cycle and reset on several nodes.
+	Yes bool
 }
 
 // powerStatusDetail is a node's power status row.
@@ -263,6 +265,9 @@ boot, verifies it by reading it back and cycles, in one BMC session per node.`,
 			sub.Flags().BoolVar(&o.UEFI, "uefi", false, "with --pxe: ask for a UEFI boot")
 			sub.Flags().BoolVar(&o.Legacy, "legacy", false, "with --pxe: ask for a legacy (BIOS) boot (excludes --uefi)")
 		}
+		if act.name == "off" || act.name == "cycle" || act.name == "reset" {
+			sub.Flags().BoolVar(&o.Yes, "yes", false, "do not ask for confirmation (asked when more than one node is selected)")
+		}
 		cmd.AddCommand(sub)
 	}
 	return cmd
@@ -293,6 +298,11 @@ func runPower(ctx context.Context, a *app, o powerOptions) error {
 			if _, err := boot.bootModeFor(n); err != nil {
 				return err
 			}
+		}
+	}
+	if (o.Action == "off" || o.Action == "cycle" || o.Action == "reset") && len(nodes) > 1 && !o.Yes && !o.DryRun {
+		if err := a.confirm(confirmation{Verb: "power " + o.Action, Nodes: nodes}); err != nil {
+			return err
 		}
 	}
 	r, err := a.newBMCRun(ctx, o.Fleet, action != "", o.DryRun)

@@ -241,7 +241,7 @@ func TestPowerDryRun(t *testing.T) {
 
 func TestBootdevPXE(t *testing.T) {
 	f := newBMCFleet(t)
-	code, out, errOut := f.run("-o", "json", "bootdev", "pxe", "--legacy", "--rack", "r1")
+	code, out, errOut := f.run("-o", "json", "bootdev", "pxe", "--legacy", "--rack", "r1", "--yes")
 	if code != exitOK {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
@@ -351,7 +351,7 @@ func TestPowerInterrupted(t *testing.T) {
 	f := newBMCFleet(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // Ctrl-C before anything started
-	code, out, errOut := runWithBMCCmds(ctx, f.cli, "--inventory", f.inv, "power", "off", "--all")
+	code, out, errOut := runWithBMCCmds(ctx, f.cli, "--inventory", f.inv, "power", "off", "--all", "--yes")
 	if code != exitInterrupted {
 		t.Fatalf("exit %d, want 3\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
 	"github.com/reprov/reprov/agent"
@@ -445,33 +442,14 @@ func shortList(names []string, n int) string {
 	return strings.Join(names[:n], ", ") + fmt.Sprintf(" and %d more", len(names)-n)
 }
 
-// stdinIsTerminal reports whether the app's stdin is a terminal.
-func (a *app) stdinIsTerminal() bool {
-	f, ok := a.stdin.(*os.File)
-	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
-}
-
-// confirm shows what a reinstall would do and asks once on the terminal.
-// Without a terminal it refuses (pass --yes).
+// confirm shows what a reinstall would do and asks once on the terminal
+// (confirm.go). Without a terminal it refuses (pass --yes).
 func (env *engineEnv) confirm(ctx context.Context, nodes []inventory.Node, resume bool) error {
-	a := env.a
 	summary := env.describe(ctx, nodes)
 	if resume {
 		summary = "Resuming the unfinished jobs among these nodes (nodes whose latest job ended are only reported):\n" + summary
 	}
-	if !a.stdinIsTerminal() {
-		return usagef("refusing to reinstall without confirmation: stdin is not a terminal (pass --yes)\n%s", summary)
-	}
-	fmt.Fprint(a.stderr, summary)
-	fmt.Fprint(a.stderr, `Type "yes" to reinstall them: `)
-	line, err := bufio.NewReader(a.stdin).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return usagef("reading the confirmation: %w", err)
-	}
-	if ans := strings.ToLower(strings.TrimSpace(line)); ans != "yes" && ans != "y" {
-		return usagef("not confirmed: nothing was done")
-	}
-	return nil
+	return env.a.confirm(confirmation{Verb: "reinstall", Nodes: nodes, Detail: summary})
 }
 
 // describe is the confirmation text: count, racks, paths, and which nodes
@@ -490,7 +468,7 @@ func (env *engineEnv) describe(ctx context.Context, nodes []inventory.Node) stri
 		rackNames = append(rackNames, r)
 	}
 	sort.Strings(rackNames)
-	fmt.Fprintf(&b, "About to reinstall %d node(s) in %d rack(s): %s\n", len(nodes), len(racks), shortList(rackNames, 10))
+	fmt.Fprintf(&b, "  in %d rack(s): %s\n", len(racks), shortList(rackNames, 10))
 	var oobFirst, inbandFirst, mayEscalate []string
 	for _, n := range nodes {
 		pb, err := env.pbs.Get(n.Playbook)

@@ -268,7 +268,7 @@ func TestReinstallJSONAndConfirmation(t *testing.T) {
 	ctx := ctxFor(t, time.Minute)
 	// No terminal, no --yes: refused, nothing done.
 	code, out, errOut := c.run(ctx, "reinstall", "--all")
-	if code != exitUsage || !strings.Contains(errOut, "stdin is not a terminal (pass --yes)") || !strings.Contains(errOut, "About to reinstall 2 node(s) in 1 rack(s)") {
+	if code != exitUsage || !strings.Contains(errOut, "stdin is not a terminal (pass --yes)") || !strings.Contains(errOut, "About to reinstall 2 node(s):\n") || !strings.Contains(errOut, "in 1 rack(s)") {
 		t.Fatalf("without --yes: exit %d, want 2 with the confirmation text\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 	for _, n := range c.lab.Nodes() {

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -97,13 +97,9 @@ func runRestore(ctx context.Context, a *app, o restoreOptions) error {
 		return err
 	}
 	if !o.Yes {
-		if !a.stdinIsTerminal() {
-			return usagef("refusing to write the boot sector of %s from %s without confirmation: stdin is not a terminal (pass --yes)", node.Name, file)
-		}
-		fmt.Fprintf(a.stderr, "About to write the boot sector saved in %s back to node %s over SSH.\nType \"yes\" to go on: ", file, node.Name)
-		var ans string
-		if _, err := fmt.Fscanln(a.stdin, &ans); err != nil || (strings.ToLower(ans) != "yes" && strings.ToLower(ans) != "y") {
-			return usagef("not confirmed: nothing was done")
+		if err := a.confirm(confirmation{Verb: "write back the boot sector of", Nodes: []inventory.Node{*node},
+			Detail: fmt.Sprintf("  from %s, over SSH\n", file)}); err != nil {
+			return err
 		}
 	}
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -136,21 +132,40 @@ func (env *engineEnv) savedFile(ctx context.Context, node string, o restoreOptio
 	if err != nil {
 		return "", failedError(err)
 	}
+	var zeroes []string
 	for _, r := range recs {
-		if _, err := os.Stat(r.Path); err == nil {
-			return r.Path, nil
+		if _, err := os.Stat(r.Path); err != nil {
+			continue
 		}
+		// A copy taken after an earlier wipe holds zeroes: restoring it
+		// would write the wipe back. Take the earlier attempt's.
+		if !inband.RestorableSaved(r.Path) {
+			zeroes = append(zeroes, r.Path)
+			continue
+		}
+		return r.Path, nil
 	}
 	if o.Run != 0 {
-		p := inband.SavedPath(env.a.cfg.StateDir, node, agent.RunTag(o.Run))
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
+		files := inband.SavedOfRun(env.a.cfg.StateDir, node, agent.RunTag(o.Run))
+		for _, p := range files {
+			if inband.RestorableSaved(p) {
+				return p, nil
+			}
 		}
-		return "", usagef("restore: no boot sector of node %s saved by run %d (looked in the store and at %s)", node, o.Run, p)
+		zeroes = append(zeroes, files...)
+		return "", usagef("restore: no boot sector of node %s saved by run %d holds anything but zeroes (looked in the store and in %s%s)",
+			node, o.Run, filepath.Dir(inband.SavedPath(env.a.cfg.StateDir, node, agent.RunTag(o.Run))), zeroNote(zeroes))
 	}
 	p, err := inband.LatestSaved(env.a.cfg.StateDir, node)
 	if err != nil {
-		return "", usagef("restore: %w", err)
+		return "", usagef("restore: %w%s", err, zeroNote(zeroes))
 	}
 	return p, nil
+}
+
+func zeroNote(files []string) string {
+	if len(files) == 0 {
+		return ""
+	}
+	return "; only zeroes in " + shortList(files, 3)
 }

@@ -45,12 +45,19 @@ func (e *HostKeyError) Error() string {
 		e.Node, ErrHostKey, e.Address, e.KnownHosts, e.Presented, e.PresentedType)
 }
 
-// Unwrap returns ErrHostKey.
-func (e *HostKeyError) Unwrap() error { return ErrHostKey }
+// Unwrap returns ErrHostKey, and ErrHostKeyChanged when known_hosts has
+// another key for the address.
+func (e *HostKeyError) Unwrap() []error {
+	if e.Changed() {
+		return []error{ErrHostKey, ErrHostKeyChanged}
+	}
+	return []error{ErrHostKey}
+}
 
 // hostKeyCheck returns the host key callback for addr and the host key
-// algorithms to ask for (those known_hosts has a key of, so a host with
-// several keys is checked against the one on file).
+// algorithms to ask for: those known_hosts has a key of, so a host with
+// several keys is checked against the one on file; nil when it has none
+// (the caller offers firstContactAlgorithms).
 func hostKeyCheck(cfg Config, addr string) (ssh.HostKeyCallback, []string, error) {
 	path := cfg.KnownHosts
 	if path == "" {
@@ -82,6 +89,10 @@ func hostKeyCheck(cfg Config, addr string) (ssh.HostKeyCallback, []string, error
 		if hke.Changed() || cfg.HostKeyPolicy != PolicyAcceptNew {
 			return hke
 		}
+		if cfg.NoRecord {
+			cfg.Logger.Info("new host key accepted for this connection only, not recorded (plan mode)", "node", cfg.Node, "address", addr, "fingerprint", hke.Presented)
+			return nil
+		}
 		if err := appendKnownHost(path, addr, key); err != nil {
 			return fmt.Errorf("node %s: record new host key %s of %s: %w", cfg.Node, hke.Presented, addr, err)
 		}
@@ -103,8 +114,27 @@ func loadKnownHosts(path string) (ssh.HostKeyCallback, error) {
 	return kh, nil
 }
 
+// Host key algorithm families, in the order offered to a host known_hosts
+// has no key for. Modern first: dropbear 2022.83 advertises rsa-sha2-256
+// even without an RSA host key and drops a client that picks it, and
+// x/crypto/ssh's own order puts rsa-sha2-256 early (docs/inband.md).
+var (
+	modernHostKeyAlgos = []string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521}
+	rsaHostKeyAlgos    = []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
+)
+
+// firstContactAlgorithms is the offer to a host without a key on file:
+// try 0 puts ed25519/ECDSA before RSA, try 1 (after the host dropped the
+// connection during key exchange) the other family first.
+func firstContactAlgorithms(try int) []string {
+	if try == 0 {
+		return append(append([]string(nil), modernHostKeyAlgos...), rsaHostKeyAlgos...)
+	}
+	return append(append([]string(nil), rsaHostKeyAlgos...), modernHostKeyAlgos...)
+}
+
 // knownAlgorithms lists the host key algorithms of the keys known_hosts
-// has for addr ("" → let the server choose).
+// has for addr (nil when it has none).
 func knownAlgorithms(kh ssh.HostKeyCallback, addr string) []string {
 	probe, err := ssh.NewPublicKey(ed25519.PublicKey(make([]byte, ed25519.PublicKeySize)))
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -29,10 +30,20 @@ import (
 
 // Errors callers branch on.
 var (
-	// ErrHostKey: the host key is unknown (strict policy) or changed.
+	// ErrHostKey: the host key is unknown (strict policy), changed or
+	// revoked. The error is a *HostKeyError naming the fingerprints when
+	// the key is unknown or changed.
 	ErrHostKey = errors.New("host key check failed")
+	// ErrHostKeyChanged: known_hosts has another key for the address
+	// (matched together with ErrHostKey): the node was reinstalled, or
+	// something else answers at its address. Never accepted.
+	ErrHostKeyChanged = errors.New("host key changed")
 	// ErrAuth: the server refused every credential offered.
 	ErrAuth = errors.New("ssh authentication failed")
+	// ErrUnreachable: nothing answered SSH at the address — connection
+	// refused, no route, or a timeout before the SSH handshake completed.
+	// See Unreachable.
+	ErrUnreachable = errors.New("ssh unreachable")
 	// ErrNoCredentials: nothing to authenticate with.
 	ErrNoCredentials = errors.New("no ssh credentials")
 	// ErrSudoPassword: the user is not root and sudo wants a password.
@@ -41,6 +52,9 @@ var (
 	ErrConnectionLost = errors.New("ssh connection lost")
 	// ErrTimeout: dial, authentication or a command took too long.
 	ErrTimeout = errors.New("ssh timeout")
+	// ErrOutputTooLarge: a command wrote more standard output than
+	// Config.MaxOutput; it was killed and its output dropped.
+	ErrOutputTooLarge = errors.New("command output over the cap")
 )
 
 // Host key policies.
@@ -55,6 +69,10 @@ const (
 	DefaultAuthTimeout    = 20 * time.Second
 	DefaultCommandTimeout = 2 * time.Minute
 	DefaultKeepAlive      = 15 * time.Second
+	// DefaultMaxOutput bounds a command's standard output kept in memory:
+	// the largest legitimate output is the read-back of the pushed agent
+	// binary on a node without sha256sum.
+	DefaultMaxOutput = 64 << 20
 )
 
 // Config is how to reach one node.
@@ -89,6 +107,14 @@ type Config struct {
 	// KeepAlive is the interval of keepalive requests; a connection that
 	// misses one is closed (a hung link fails commands instead of hanging).
 	KeepAlive time.Duration
+	// NoRecord, for plan and dry runs, leaves known_hosts alone: under
+	// accept-new an unknown key is accepted for this connection only and
+	// not written. A changed key is refused as always.
+	NoRecord bool
+	// MaxOutput bounds what Run keeps of a command's standard output
+	// (default DefaultMaxOutput); a command writing more fails with
+	// ErrOutputTooLarge and is killed.
+	MaxOutput int64
 	Logger    *slog.Logger
 }
 
@@ -151,6 +177,9 @@ func (c *Config) defaults() {
 	if c.KeepAlive == 0 {
 		c.KeepAlive = DefaultKeepAlive
 	}
+	if c.MaxOutput <= 0 {
+		c.MaxOutput = DefaultMaxOutput
+	}
 	if c.HostKeyPolicy == "" {
 		c.HostKeyPolicy = PolicyStrict
 	}
@@ -202,25 +231,28 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		c.Close()
 		return nil, err
 	}
-	var conn net.Conn
+	dial := directDial(cfg, addr)
 	if cfg.JumpHost != "" {
 		jcfg, err := jumpConfig(cfg)
 		if err != nil {
 			return fail(err)
 		}
-		jc, err := handshake(ctx, jcfg, jcfg.addr(), auth, nil)
+		jc, err := handshake(ctx, jcfg, jcfg.addr(), auth, directDial(jcfg, jcfg.addr()))
 		if err != nil {
 			return fail(fmt.Errorf("jump host %s: %w", cfg.JumpHost, err))
 		}
 		c.jump = jc
-		dctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
-		conn, err = jc.DialContext(dctx, "tcp", addr)
-		cancel()
-		if err != nil {
-			return fail(fmt.Errorf("node %s: dial %s through jump host %s: %w", cfg.Node, addr, cfg.JumpHost, timeoutErr(err)))
+		dial = func(ctx context.Context) (net.Conn, error) {
+			dctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+			defer cancel()
+			conn, err := jc.DialContext(dctx, "tcp", addr)
+			if err != nil {
+				return nil, fmt.Errorf("node %s: dial %s through jump host %s: %w", cfg.Node, addr, cfg.JumpHost, dialErr(err))
+			}
+			return conn, nil
 		}
 	}
-	cl, err := handshake(ctx, cfg, addr, auth, conn)
+	cl, err := handshake(ctx, cfg, addr, auth, dial)
 	if err != nil {
 		return fail(err)
 	}
@@ -271,26 +303,83 @@ func jumpConfig(cfg Config) (Config, error) {
 	return j, nil
 }
 
-func timeoutErr(err error) error {
+// Unreachable reports whether err, from Dial, means that nothing answered
+// SSH at the node's address: connection refused, no route to the host or
+// network, or a timeout before the SSH handshake completed (the node is
+// down, booting or cut off). Everything else — a changed or unknown host
+// key (ErrHostKey, ErrHostKeyChanged), refused credentials (ErrAuth), a
+// server dropping the connection, a name that does not resolve, a
+// cancelled context — means something answered, or the configuration is
+// wrong, and must not be taken for "the node is down".
+func Unreachable(err error) bool {
+	return errors.Is(err, ErrUnreachable)
+}
+
+// dialErr marks the errors of opening a connection that mean nothing
+// answers: refused, no route, timeouts.
+func dialErr(err error) error {
+	var oce *ssh.OpenChannelError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH),
+		errors.Is(err, syscall.EHOSTDOWN), errors.Is(err, syscall.ETIMEDOUT):
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	case errors.As(err, &oce) && oce.Reason == ssh.ConnectionFailed:
+		// The jump host could not connect to the node.
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %w", ErrTimeout, err)
+		return fmt.Errorf("%w: %w: %w", ErrUnreachable, ErrTimeout, err)
 	}
 	return err
 }
 
-// handshake dials addr (or uses conn), checks the host key and logs in.
-func handshake(ctx context.Context, cfg Config, addr string, auth []ssh.AuthMethod, conn net.Conn) (*ssh.Client, error) {
-	hk, algos, err := hostKeyCheck(cfg, addr)
+// directDial connects to addr over TCP.
+func directDial(cfg Config, addr string) func(ctx context.Context) (net.Conn, error) {
+	return func(ctx context.Context) (net.Conn, error) {
+		d := net.Dialer{Timeout: cfg.DialTimeout}
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, fmt.Errorf("node %s: dial %s: %w", cfg.Node, addr, ctx.Err())
+			}
+			return nil, fmt.Errorf("node %s: dial %s: %w", cfg.Node, addr, dialErr(err))
+		}
+		return conn, nil
+	}
+}
+
+// handshake connects with dial, checks the host key and logs in. For a
+// host known_hosts has no key for, a connection the host closes during key
+// exchange is tried once more with the other host key algorithm family
+// (docs/inband.md: dropbear).
+func handshake(ctx context.Context, cfg Config, addr string, auth []ssh.AuthMethod, dial func(context.Context) (net.Conn, error)) (*ssh.Client, error) {
+	hk, known, err := hostKeyCheck(cfg, addr)
 	if err != nil {
 		return nil, err
 	}
-	if conn == nil {
-		d := net.Dialer{Timeout: cfg.DialTimeout}
-		conn, err = d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("node %s: dial %s: %w", cfg.Node, addr, timeoutErr(err))
+	for try := 0; ; try++ {
+		algos := known
+		if len(known) == 0 {
+			algos = firstContactAlgorithms(try)
 		}
+		cl, err := handshakeOnce(ctx, cfg, addr, auth, dial, hk, algos)
+		if err == nil || len(known) > 0 || try == 1 || !errors.Is(err, errDropped) {
+			return cl, err
+		}
+		cfg.Logger.Info("ssh: the host closed the connection during the handshake; retrying once with the other host key algorithm family",
+			"node", cfg.Node, "address", addr, "offered", algos[0], "err", err)
+	}
+}
+
+// errDropped marks a handshake the server ended by closing the connection.
+var errDropped = errors.New("the server closed the connection during the handshake")
+
+func handshakeOnce(ctx context.Context, cfg Config, addr string, auth []ssh.AuthMethod, dial func(context.Context) (net.Conn, error),
+	hk ssh.HostKeyCallback, algos []string) (*ssh.Client, error) {
+	conn, err := dial(ctx)
+	if err != nil {
+		return nil, err
 	}
 	conn.SetDeadline(time.Now().Add(cfg.AuthTimeout))
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -305,15 +394,26 @@ func handshake(ctx context.Context, cfg Config, addr string, auth []ssh.AuthMeth
 	if err != nil {
 		conn.Close()
 		var hke *HostKeyError
+		var ne net.Error
 		switch {
 		case errors.As(err, &hke):
 			return nil, hke
+		case errors.Is(err, ErrHostKey):
+			return nil, err
+		case !stopped && errors.Is(ctx.Err(), context.DeadlineExceeded):
+			return nil, fmt.Errorf("node %s: ssh handshake with %s: %w: %w: %w", cfg.Node, addr, ErrUnreachable, ErrTimeout, ctx.Err())
 		case !stopped:
 			return nil, fmt.Errorf("node %s: ssh handshake with %s: %w", cfg.Node, addr, ctx.Err())
 		case strings.Contains(err.Error(), "unable to authenticate"):
 			return nil, fmt.Errorf("node %s: %w as %s on %s (%s)", cfg.Node, ErrAuth, cfg.User, addr, strings.TrimPrefix(err.Error(), "ssh: handshake failed: "))
+		case errors.As(err, &ne) && ne.Timeout():
+			return nil, fmt.Errorf("node %s: ssh handshake with %s: %w: %w: no SSH handshake within %s", cfg.Node, addr, ErrUnreachable, ErrTimeout, cfg.AuthTimeout)
+		case errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed):
+			// net.ErrClosed: x/crypto closes the connection when a write to
+			// a peer that hung up fails, and the read then reports that.
+			return nil, fmt.Errorf("node %s: ssh handshake with %s (host key algorithms offered: %s): %w: %w", cfg.Node, addr, strings.Join(algos, ","), errDropped, err)
 		}
-		return nil, fmt.Errorf("node %s: ssh handshake with %s: %w", cfg.Node, addr, timeoutErr(err))
+		return nil, fmt.Errorf("node %s: ssh handshake with %s: %w", cfg.Node, addr, err)
 	}
 	conn.SetDeadline(time.Time{})
 	return ssh.NewClient(sc, chans, reqs), nil
@@ -460,9 +560,9 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, 
 		return nil, fmt.Errorf("node %s: new session: %w", c.cfg.Node, err)
 	}
 	defer s.Close()
-	var stdout bytes.Buffer
+	stdout := &limitWriter{max: c.cfg.MaxOutput, over: make(chan struct{})}
 	stderr := &capWriter{max: maxStderr}
-	s.Stdout, s.Stderr = &stdout, stderr
+	s.Stdout, s.Stderr = stdout, stderr
 	if stdin != nil {
 		s.Stdin = stdin
 	}
@@ -471,8 +571,20 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, 
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Wait() }()
+	tooLarge := func() error {
+		s.Signal(ssh.SIGKILL)
+		s.Close()
+		// The copy goroutine may still be discarding: return no output.
+		return fmt.Errorf("node %s: %w: %s wrote more than %d bytes to standard output (ssh max output); killed, output dropped",
+			c.cfg.Node, ErrOutputTooLarge, firstWord(cmd), c.cfg.MaxOutput)
+	}
 	select {
 	case err = <-done:
+		if stdout.exceeded() {
+			return nil, tooLarge()
+		}
+	case <-stdout.over:
+		return nil, tooLarge()
 	case <-ctx.Done():
 		s.Signal(ssh.SIGKILL)
 		s.Close()
@@ -483,19 +595,19 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, 
 		return nil, ctx.Err()
 	}
 	if err == nil {
-		return stdout.Bytes(), nil
+		return stdout.buf.Bytes(), nil
 	}
 	var ee *ssh.ExitError
 	var missing *ssh.ExitMissingError
 	switch {
 	case errors.As(err, &ee) && ee.Signal() == "":
-		return stdout.Bytes(), &host.ExitError{Command: firstWord(cmd), Status: ee.ExitStatus(), Stderr: strings.TrimSpace(stderr.String())}
+		return stdout.buf.Bytes(), &host.ExitError{Command: firstWord(cmd), Status: ee.ExitStatus(), Stderr: strings.TrimSpace(stderr.String())}
 	case errors.As(err, &ee):
-		return stdout.Bytes(), &host.ExitError{Command: firstWord(cmd), Status: 128, Stderr: "killed by signal " + ee.Signal()}
+		return stdout.buf.Bytes(), &host.ExitError{Command: firstWord(cmd), Status: 128, Stderr: "killed by signal " + ee.Signal()}
 	case errors.As(err, &missing) || errors.Is(err, io.EOF) || c.Lost():
-		return stdout.Bytes(), fmt.Errorf("node %s: %w", c.cfg.Node, ErrConnectionLost)
+		return stdout.buf.Bytes(), fmt.Errorf("node %s: %w", c.cfg.Node, ErrConnectionLost)
 	}
-	return stdout.Bytes(), fmt.Errorf("node %s: %w", c.cfg.Node, err)
+	return stdout.buf.Bytes(), fmt.Errorf("node %s: %w", c.cfg.Node, err)
 }
 
 func firstWord(cmd string) string {
@@ -571,3 +683,29 @@ func (w *capWriter) Write(p []byte) (int, error) {
 }
 
 func (w *capWriter) String() string { return w.buf.String() }
+
+// limitWriter keeps up to max bytes; past that it keeps nothing more,
+// closes over (once) and discards, so that the SSH channel keeps draining
+// while the caller kills the command.
+type limitWriter struct {
+	buf  bytes.Buffer
+	max  int64
+	n    int64
+	over chan struct{}
+}
+
+func (w *limitWriter) Write(p []byte) (int, error) {
+	if w.n > w.max {
+		return len(p), nil
+	}
+	w.n += int64(len(p))
+	if w.n > w.max {
+		close(w.over)
+		return len(p), nil
+	}
+	w.buf.Write(p)
+	return len(p), nil
+}
+
+// exceeded is called after the writer's goroutine is done.
+func (w *limitWriter) exceeded() bool { return w.n > w.max }

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,17 +36,21 @@ type SavedRange struct {
 
 // SavedSectors is what a wipe zeroes, saved before it does: the undo.
 type SavedSectors struct {
-	Version       int          `json:"version"`
-	Node          string       `json:"node,omitempty"`
-	Run           string       `json:"run,omitempty"`
-	Disk          string       `json:"disk"`
-	DiskName      string       `json:"disk_name,omitempty"`
-	DiskDev       string       `json:"disk_dev,omitempty"`
-	DiskSizeBytes int64        `json:"disk_size_bytes"`
-	SectorSize    int          `json:"logical_sector_size"`
-	Table         string       `json:"partition_table"`
-	SavedAt       time.Time    `json:"saved_at"`
-	Ranges        []SavedRange `json:"ranges"`
+	Version       int    `json:"version"`
+	Node          string `json:"node,omitempty"`
+	Run           string `json:"run,omitempty"`
+	Disk          string `json:"disk"`
+	DiskName      string `json:"disk_name,omitempty"`
+	DiskDev       string `json:"disk_dev,omitempty"`
+	DiskSizeBytes int64  `json:"disk_size_bytes"`
+	// DiskWWID and DiskSerial identify the physical disk the bytes came
+	// from (when sysfs had them); restore requires the same disk.
+	DiskWWID   string       `json:"disk_wwid,omitempty"`
+	DiskSerial string       `json:"disk_serial,omitempty"`
+	SectorSize int          `json:"logical_sector_size"`
+	Table      string       `json:"partition_table"`
+	SavedAt    time.Time    `json:"saved_at"`
+	Ranges     []SavedRange `json:"ranges"`
 	// SHA256 covers the data of every range, in order.
 	SHA256 string `json:"sha256"`
 }
@@ -198,7 +203,7 @@ func PlanWipe(ctx context.Context, h host.Host, disk, scope string) (*WipePlan, 
 		plan.Bytes += r.Length
 	}
 	s := &SavedSectors{Version: ProtocolVersion, Disk: info.Path, DiskName: info.Name, DiskDev: info.Dev,
-		DiskSizeBytes: info.SizeBytes, SectorSize: info.SectorSize, Table: table, SavedAt: time.Now().UTC(),
+		DiskSizeBytes: info.SizeBytes, DiskWWID: info.WWID, DiskSerial: info.Serial, SectorSize: info.SectorSize, Table: table, SavedAt: time.Now().UTC(),
 		Ranges: saved, SHA256: sum}
 	return plan, s, nil
 }
@@ -427,6 +432,42 @@ type RestoreResult struct {
 	Verified       bool   `json:"verified"`
 }
 
+// ErrOtherDisk is wrapped (with ErrRestoreRefused) when the disk to
+// restore is not the one the bytes were saved from: its WWID or serial
+// differ, or cannot be read although the saved copy has them.
+var ErrOtherDisk = errors.New("not the disk the boot sector was saved from")
+
+// sameDisk checks the disk's identifiers against the saved copy's. Force
+// does not override it.
+func sameDisk(s *SavedSectors, info *DiskInfo) error {
+	for _, id := range []struct{ what, saved, now string }{
+		{"WWID", s.DiskWWID, info.WWID},
+		{"serial", s.DiskSerial, info.Serial},
+	} {
+		if id.saved == "" || id.saved == id.now {
+			continue
+		}
+		now := fmt.Sprintf("%q", id.now)
+		if id.now == "" {
+			now = "none readable"
+		}
+		return fmt.Errorf("%w: %w: %s has %s %s, the saved copy is of %s %q",
+			ErrRestoreRefused, ErrOtherDisk, info.Path, id.what, now, id.what, id.saved)
+	}
+	return nil
+}
+
+// AllZero reports whether every saved byte is zero: a copy taken after an
+// earlier wipe, which restores nothing.
+func (s *SavedSectors) AllZero() bool {
+	for _, r := range s.Ranges {
+		if !isZero(r.Data) {
+			return false
+		}
+	}
+	return true
+}
+
 // RestoreBootSector puts saved sectors back and verifies them. It refuses
 // a disk of another size and, unless forced, a disk whose ranges hold
 // something other than zeroes (the wipe) or the saved bytes.
@@ -444,6 +485,9 @@ func RestoreBootSector(ctx context.Context, h host.Host, opts RestoreOptions) (*
 	}
 	info, err := ResolveDisk(ctx, h, disk)
 	if err != nil {
+		return nil, err
+	}
+	if err := sameDisk(s, info); err != nil {
 		return nil, err
 	}
 	if info.SizeBytes != s.DiskSizeBytes || info.SectorSize != s.SectorSize {

@@ -29,6 +29,11 @@ type DiskInfo struct {
 	SizeBytes  int64  `json:"size_bytes"`
 	SectorSize int    `json:"logical_sector_size"`
 	Model      string `json:"model,omitempty"`
+	// WWID and Serial identify the physical disk when sysfs has them
+	// (SCSI/SATA device/wwid, NVMe wwid and serial, virtio serial): the
+	// saved boot sector records them and restore requires the same.
+	WWID   string `json:"wwid,omitempty"`
+	Serial string `json:"serial,omitempty"`
 	// Configured is the inventory's boot.disk as given ("" when resolved
 	// from the mounts).
 	Configured string `json:"configured,omitempty"`
@@ -269,16 +274,37 @@ func checkWholeDisk(ctx context.Context, h host.Host, sys string, info *DiskInfo
 	}
 	add(checkf("physical", true, "%s", strings.TrimPrefix(sys, "/sys")))
 
-	if holders, _ := h.ReadDir(ctx, sys+"/holders"); len(holders) > 0 {
+	// A read error is never "safe": only a file that does not exist may
+	// mean absent (not held, not removable, not read-only).
+	unreadable := func(what string, err error) error {
+		add(checkf("readable", false, "%s: %v", what, err))
+		return refuse(name, "cannot read %s of %s: %v", what, name, err)
+	}
+	holders, err := h.ReadDir(ctx, sys+"/holders")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return unreadable("holders", err)
+	}
+	if len(holders) > 0 {
 		add(checkf("not_member", false, "held by %s", strings.Join(holders, ", ")))
 		return refuse(name, "the whole disk %s is in use by %s (md member or device-mapper)", name, strings.Join(holders, ", "))
 	}
-	ents, _ := h.ReadDir(ctx, sys)
+	ents, err := h.ReadDir(ctx, sys)
+	if err != nil {
+		return unreadable("its sysfs directory", err)
+	}
 	for _, e := range ents {
-		if !strings.HasPrefix(e, name) || !isPartition(ctx, h, sys+"/"+e) {
+		if !strings.HasPrefix(e, name) {
 			continue
 		}
-		holders, _ := h.ReadDir(ctx, sys+"/"+e+"/holders")
+		if _, err := h.ReadFile(ctx, sys+"/"+e+"/partition"); errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return unreadable(e+"/partition", err)
+		}
+		holders, err := h.ReadDir(ctx, sys+"/"+e+"/holders")
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return unreadable(e+"/holders", err)
+		}
 		for _, hd := range holders {
 			if strings.HasPrefix(hd, "md") {
 				add(checkf("not_member", false, "partition %s is a member of %s", e, hd))
@@ -288,13 +314,21 @@ func checkWholeDisk(ctx context.Context, h host.Host, sys string, info *DiskInfo
 	}
 	add(checkf("not_member", true, "no md member, whole disk not held"))
 
-	if v, _ := readTrim(ctx, h, sys+"/removable"); v == "1" {
+	v, err := readTrim(ctx, h, sys+"/removable")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return unreadable("removable", err)
+	}
+	if v == "1" {
 		add(checkf("fixed", false, "removable"))
 		return refuse(name, "%s is a removable device", name)
 	}
 	add(checkf("fixed", true, "not removable"))
 
-	if v, _ := readTrim(ctx, h, sys+"/ro"); v == "1" {
+	v, err = readTrim(ctx, h, sys+"/ro")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return unreadable("ro", err)
+	}
+	if v == "1" {
 		add(checkf("writable", false, "read-only"))
 		return refuse(name, "%s is read-only", name)
 	}
@@ -324,7 +358,20 @@ func checkWholeDisk(ctx context.Context, h host.Host, sys string, info *DiskInfo
 	if m, err := readTrim(ctx, h, sys+"/device/model"); err == nil {
 		info.Model = m
 	}
+	info.WWID = firstReadable(ctx, h, sys+"/wwid", sys+"/device/wwid")
+	info.Serial = firstReadable(ctx, h, sys+"/serial", sys+"/device/serial")
 	return nil
+}
+
+// firstReadable returns the first non-empty content among paths ("" when
+// none can be read: identifiers are optional facts).
+func firstReadable(ctx context.Context, h host.Host, paths ...string) string {
+	for _, p := range paths {
+		if v, err := readTrim(ctx, h, p); err == nil && v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 func exists(ctx context.Context, h host.Host, p string) bool {

@@ -433,3 +433,109 @@ Boot0005* UEFI PXEv6 (MAC:3C4A92112233)	PciRoot(0x0)/Pci(0x4,0x0)/MAC(3c4a921122
 		t.Fatal("a disk-only list has no network entry")
 	}
 }
+
+// TestUnreadableDiskFactsRefuse: holders, removable and ro that cannot be
+// read (here: of the wrong file type, which fails for root too) refuse the
+// disk with the read error; only a missing file means absent.
+func TestUnreadableDiskFactsRefuse(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		file     string
+		asDir    bool
+		refusal  string
+		readable bool
+	}{
+		{file: "holders", asDir: false, refusal: "cannot read holders of sda"},
+		{file: "removable", asDir: true, refusal: "cannot read removable of sda"},
+		{file: "ro", asDir: true, refusal: "cannot read ro of sda"},
+		{file: "sda1/partition", asDir: true, refusal: "cannot read sda1/partition of sda"},
+		{file: "sda1/holders", asDir: false, refusal: "cannot read sda1/holders of sda"},
+		// Missing files mean absent: the disk is accepted.
+		{file: "removable", readable: true},
+		{file: "ro", readable: true},
+		{file: "holders", readable: true},
+	} {
+		name := tc.file
+		if tc.readable {
+			name += " missing"
+		}
+		t.Run(name, func(t *testing.T) {
+			img := newImage(t, "dos")
+			h, l := build(t, node(img))
+			p := filepath.Join(l.Root, "sys/devices/pci0000:00/0000:00:1f.2/host0/block/sda", tc.file)
+			if err := os.RemoveAll(p); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case tc.readable:
+			case tc.asDir:
+				if err := os.Mkdir(p, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			default:
+				if err := os.WriteFile(p, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			info, err := steps.ResolveDisk(ctx, h, img)
+			if tc.readable {
+				if err != nil || info.Name != "sda" {
+					t.Fatalf("%s missing: %+v %v, want the disk accepted", tc.file, info, err)
+				}
+				return
+			}
+			if !errors.Is(err, steps.ErrDiskRefused) || !strings.Contains(err.Error(), tc.refusal) {
+				t.Fatalf("unreadable %s: %v, want a refusal saying %q", tc.file, err, tc.refusal)
+			}
+			before := read(t, img)
+			if _, err := steps.WipeBootSector(ctx, h, steps.WipeOptions{Disk: img}); err == nil {
+				t.Fatal("the wipe went ahead on a disk whose facts cannot be read")
+			}
+			if !bytes.Equal(before, read(t, img)) {
+				t.Fatal("the disk was written")
+			}
+		})
+	}
+}
+
+// TestRestoreRefusesAnotherDisk: the saved copy records the disk's WWID and
+// serial; a disk with others (or none readable) is refused, even forced.
+func TestRestoreRefusesAnotherDisk(t *testing.T) {
+	ctx := context.Background()
+	img := newImage(t, "dos")
+	n := node(img)
+	n.Disks[0].WWID, n.Disks[0].Serial = "naa.600508b1001c5e6f", "PBKTF0BRH8S0XY"
+	h, _ := build(t, n)
+	var saved *steps.SavedSectors
+	if _, err := steps.WipeBootSector(ctx, h, steps.WipeOptions{Disk: img,
+		Save: func(_ context.Context, s *steps.SavedSectors) error { saved = s; return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	if saved.DiskWWID != "naa.600508b1001c5e6f" || saved.DiskSerial != "PBKTF0BRH8S0XY" {
+		t.Fatalf("saved copy identifies the disk as WWID %q serial %q", saved.DiskWWID, saved.DiskSerial)
+	}
+	zeroed := read(t, img)
+	for _, tc := range []struct {
+		name, wwid, serial, want string
+	}{
+		{"other WWID", "naa.600508b1001c0000", "PBKTF0BRH8S0XY", `WWID "naa.600508b1001c0000", the saved copy is of WWID "naa.600508b1001c5e6f"`},
+		{"other serial", "naa.600508b1001c5e6f", "OTHER", `serial "OTHER"`},
+		{"no WWID readable", "", "PBKTF0BRH8S0XY", "has WWID none readable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n2 := node(img)
+			n2.Disks[0].WWID, n2.Disks[0].Serial = tc.wwid, tc.serial
+			h2, _ := build(t, n2)
+			_, err := steps.RestoreBootSector(ctx, h2, steps.RestoreOptions{Saved: saved, Force: true})
+			if !errors.Is(err, steps.ErrOtherDisk) || !errors.Is(err, steps.ErrRestoreRefused) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("restore to %s: %v, want ErrOtherDisk saying %q", tc.name, err, tc.want)
+			}
+			if !bytes.Equal(read(t, img), zeroed) {
+				t.Fatal("a refused restore wrote to the disk")
+			}
+		})
+	}
+	if _, err := steps.RestoreBootSector(ctx, h, steps.RestoreOptions{Saved: saved}); err != nil {
+		t.Fatalf("restore to the same disk: %v", err)
+	}
+}
