@@ -174,6 +174,8 @@ type Engine struct {
 	cfg Config
 	log *slog.Logger
 	obs *metrics.Observer
+	// planDial is how plan connects: without recording host keys.
+	planDial func(ctx context.Context, n inventory.Node) (SSHConn, error)
 }
 
 // SetObserver makes the engine report step durations and takeovers to the
@@ -238,16 +240,26 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.DialSSH == nil {
 		e.cfg.DialSSH = e.dialSSH
+		e.planDial = func(ctx context.Context, n inventory.Node) (SSHConn, error) { return e.dialSSHWith(ctx, n, true) }
+	} else {
+		e.planDial = cfg.DialSSH
 	}
 	return e, nil
 }
 
 // dialSSH connects with the node's inventory SSH settings.
 func (e *Engine) dialSSH(ctx context.Context, n inventory.Node) (SSHConn, error) {
+	return e.dialSSHWith(ctx, n, false)
+}
+
+// dialSSHWith connects; noRecord (plan, dry runs) leaves known_hosts
+// alone even under host_key_policy accept-new.
+func (e *Engine) dialSSHWith(ctx context.Context, n inventory.Node, noRecord bool) (SSHConn, error) {
 	sc, err := sshx.ConfigFor(n, e.cfg.Getenv)
 	if err != nil {
 		return nil, err
 	}
+	sc.NoRecord = noRecord
 	sc.Logger = e.log
 	sc.DialTimeout = min(sshx.DefaultDialTimeout, e.cfg.ProbeTimeout)
 	c, err := sshx.Dial(ctx, sc)

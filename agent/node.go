@@ -13,6 +13,7 @@ import (
 
 	"github.com/reprov/reprov/agent/fleet"
 	"github.com/reprov/reprov/agent/inband"
+	"github.com/reprov/reprov/agent/inband/sshx"
 	"github.com/reprov/reprov/agent/inband/steps"
 	"github.com/reprov/reprov/agent/landing"
 	"github.com/reprov/reprov/agent/store"
@@ -636,6 +637,13 @@ func (r *nodeRun) precheckBMCIdentity(ctx context.Context, c bmc.Client, d *prec
 // node before any BMC write.
 func (r *nodeRun) precheckSSH(ctx context.Context, d *precheckOutcome) error {
 	conn, err := r.e.cfg.DialSSH(ctx, r.n)
+	if err != nil && !sshx.Unreachable(err) {
+		// Something answered, or the configuration is wrong: a changed
+		// host key, refused credentials, a dropped handshake. That is
+		// never "the node is down": stop here, touching nothing.
+		d.SSH = "refused: " + err.Error()
+		return sshFailure(err)
+	}
 	if err != nil {
 		d.SSH = "unreachable: " + err.Error()
 		r.sshWhy = "SSH unreachable at precheck: " + err.Error()
@@ -696,6 +704,20 @@ func identityFailure(err error, rep *inband.IdentifyReport) *Failure {
 	return nil
 }
 
+// sshFailure is the precheck failure of an SSH error that is not "nothing
+// answers" (sshx.Unreachable).
+func sshFailure(err error) *Failure {
+	switch {
+	case errors.Is(err, sshx.ErrHostKeyChanged):
+		return fail(ReasonSSHHostKeyChanged, StepPrecheck, err, nil)
+	case errors.Is(err, sshx.ErrHostKey):
+		return fail(ReasonSSHHostKey, StepPrecheck, err, nil)
+	case errors.Is(err, sshx.ErrAuth), errors.Is(err, sshx.ErrNoCredentials):
+		return fail(ReasonSSHAuth, StepPrecheck, err, nil)
+	}
+	return fail(ReasonSSHError, StepPrecheck, err, nil)
+}
+
 // bmcFailure is the precheck failure of a BMC error.
 func bmcFailure(err error) *Failure {
 	switch {
@@ -730,6 +752,7 @@ func (r *nodeRun) session(conn SSHConn) (*inband.Session, error) {
 		UnitTimeout: r.pb.Timeouts.Inband,
 		Wipe:        wipePolicy(r.pb),
 		Job:         r.job.ID,
+		Attempt:     r.attempt(),
 		// No Fence inside the session: BeforeUnit fences right before the
 		// wipe, and the unit wipe → next-boot → reboot then runs whole.
 		BeforeUnit: func(ctx context.Context) error {
@@ -753,6 +776,12 @@ func (r *nodeRun) closeSession(ctx context.Context, s *inband.Session) {
 	if err := s.Close(cctx); err != nil {
 		r.log.Debug("close in-band session", "err", err)
 	}
+}
+
+// attempt names this pass over the node job (job and generation): its
+// saved boot sectors go to a file of their own.
+func (r *nodeRun) attempt() string {
+	return fmt.Sprintf("job%d-gen%d", r.job.ID, r.job.Generation)
 }
 
 // runTag is the in-band run name of a store run: saved boot sectors live

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/reprov/reprov/agent/audit"
@@ -206,6 +204,11 @@ func (r *nodeRun) inband(ctx context.Context) (*kick, error) {
 	dctx, cancel := actCtx(ctx, r.pb.Timeouts.Precheck)
 	conn, err := r.e.cfg.DialSSH(dctx, r.n)
 	cancel()
+	if err != nil && !sshx.Unreachable(err) {
+		f := sshFailure(err)
+		f.Step = StepInband
+		return nil, f
+	}
 	if err != nil {
 		return nil, cannot("SSH does not answer: %v", err)
 	}
@@ -215,8 +218,9 @@ func (r *nodeRun) inband(ctx context.Context) (*kick, error) {
 		return nil, fail(ReasonInternal, StepInband, err, nil)
 	}
 	defer r.closeSession(ctx, sess)
-	saved := inband.SavedPath(r.e.cfg.StateDir, r.n.Name, runTag(r.job.RunID))
-	keepEarlierSave(saved)
+	// One saved file per attempt: a second pass can never overwrite the
+	// undo copy of the first.
+	saved := inband.SavedAttemptPath(r.e.cfg.StateDir, r.n.Name, runTag(r.job.RunID), r.attempt())
 
 	var res *inband.Result
 	var at time.Time
@@ -279,15 +283,6 @@ func stopCause(err error) error {
 		}
 	}
 	return nil
-}
-
-// keepEarlierSave moves a saved boot sector of the same node and run out
-// of the way before a new attempt writes its own, so an undo copy is never
-// overwritten.
-func keepEarlierSave(path string) {
-	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
-		_ = os.Rename(path, strings.TrimSuffix(path, ".json")+fmt.Sprintf(".%d.json", fi.ModTime().UnixNano()))
-	}
 }
 
 func inbandOutcomeOf(res *inband.Result) *inbandOutcome {

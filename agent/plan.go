@@ -10,6 +10,7 @@ import (
 
 	"github.com/reprov/reprov/agent/fleet"
 	"github.com/reprov/reprov/agent/inband"
+	"github.com/reprov/reprov/agent/inband/sshx"
 	"github.com/reprov/reprov/agent/inband/steps"
 	"github.com/reprov/reprov/agent/landing"
 	"github.com/reprov/reprov/agent/store"
@@ -250,7 +251,15 @@ func (e *Engine) planReadBMC(ctx context.Context, n inventory.Node, pb *playbook
 func (e *Engine) planReadNode(ctx context.Context, n inventory.Node, pb *playbooks.Playbook, p *NodePlan, cfg inband.Config) *inband.Plan {
 	sctx, cancel := context.WithTimeout(ctx, pb.Timeouts.Precheck)
 	defer cancel()
-	conn, err := e.cfg.DialSSH(sctx, n)
+	conn, err := e.planDial(sctx, n)
+	if err != nil && !sshx.Unreachable(err) {
+		// A changed host key, refused credentials: the real run would
+		// stop the node at precheck, whatever the playbook.
+		p.SSH = "refused: " + err.Error()
+		p.Problems = append(p.Problems, sshFailure(err).Error())
+		ip, _ := inband.PlanOffline(n, cfg)
+		return ip
+	}
 	if err != nil {
 		p.SSH = "does not answer: " + err.Error()
 		p.Why = append(p.Why, "SSH does not answer: the in-band path waits for the old OS to come back (escalation)")

@@ -18,6 +18,10 @@ const (
 	ReasonCredential         = "precheck: credential not available"
 	ReasonPowerUnknown       = "precheck: power state unknown"
 	ReasonSSHUnreachable     = "precheck: SSH unreachable"
+	ReasonSSHHostKeyChanged  = "precheck: SSH host key changed"
+	ReasonSSHHostKey         = "precheck: SSH host key not trusted"
+	ReasonSSHAuth            = "precheck: SSH refused the credentials"
+	ReasonSSHError           = "precheck: SSH failed"
 	ReasonNoSSH              = "precheck: no SSH address"
 	ReasonIdentifyFailed     = "precheck: identify failed"
 	ReasonIdentityMismatch   = "identity mismatch"
@@ -48,7 +52,7 @@ const (
 func Reasons() []string {
 	return []string{
 		ReasonBMCUnreachable, ReasonBMCAuth, ReasonBMCConfig, ReasonCredential, ReasonPowerUnknown,
-		ReasonSSHUnreachable, ReasonNoSSH, ReasonIdentifyFailed, ReasonIdentityMismatch, ReasonBMCIdentity, ReasonNothingToCompare,
+		ReasonSSHUnreachable, ReasonSSHHostKeyChanged, ReasonSSHHostKey, ReasonSSHAuth, ReasonSSHError, ReasonNoSSH, ReasonIdentifyFailed, ReasonIdentityMismatch, ReasonBMCIdentity, ReasonNothingToCompare,
 		ReasonPreHook, ReasonNoPath, ReasonIgnoredOverride, ReasonOldOSAfterInband, ReasonNoReboot,
 		ReasonInbandFailed, ReasonDiskRefused, ReasonDidNotLand, ReasonNodeTimeout, ReasonCancelled,
 		ReasonInterrupted, ReasonLeaseLost, ReasonStore, ReasonInternal, ReasonBusy,

@@ -34,7 +34,7 @@ func TestAuditShowsPowerCycleTrail(t *testing.T) {
 	if code, out, errOut := f.run("power", "on", "web-01", "web-02", "db-01"); code != exitOK {
 		t.Fatalf("power on: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-	if code, out, errOut := f.run("power", "cycle", "web-01", "web-02", "db-01"); code != exitOK {
+	if code, out, errOut := f.run("power", "cycle", "web-01", "web-02", "db-01", "--yes"); code != exitOK {
 		t.Fatalf("power cycle: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 	recs := cycles(auditJSON(t, f.run))

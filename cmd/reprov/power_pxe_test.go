@@ -15,7 +15,7 @@ func TestPowerCyclePXEOneSession(t *testing.T) {
 	f := newBMCFleet(t)
 	web1, web2 := f.bmcs["web-01"], f.bmcs["web-02"] // web-01 on, web-02 off
 	before1, before2 := web1.Stats(), web2.Stats()
-	code, out, errOut := f.run("power", "cycle", "--pxe", "--legacy", "web-*")
+	code, out, errOut := f.run("power", "cycle", "--pxe", "--legacy", "web-*", "--yes")
 	if code != exitOK {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}

@@ -363,7 +363,7 @@ func TestPowerAndBootdevRefuseNodesUnderReinstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]string{{"power", "cycle", "ipmi-*"}, {"bootdev", "pxe", "ipmi-001"}} {
+	for _, args := range [][]string{{"power", "cycle", "ipmi-*", "--yes"}, {"bootdev", "pxe", "ipmi-001"}} {
 		code, out, errOut := c.run(ctx, args...)
 		if code != exitUsage || !strings.Contains(errOut, fmt.Sprintf("ipmi-001: job %d of run %d is queued", job.ID, run.ID)) || !strings.Contains(errOut, "--force") {
 			t.Errorf("%v on a node under reinstall: exit %d, want 2 naming the job\n%s\n%s", args, code, out, errOut)
