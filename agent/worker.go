@@ -126,7 +126,7 @@ func (w *Worker) takeOverLoop() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(w.ctx, every*2)
-		jobs, err := w.q.TakeOver(ctx)
+		jobs, err := w.q.TakeOver(ctx, 2*e.cfg.LeaseTTL)
 		cancel()
 		if err != nil && w.ctx.Err() == nil {
 			e.log.Warn("taking over the jobs of stopped controllers", "err", err)

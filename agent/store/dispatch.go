@@ -383,14 +383,22 @@ func (q *Queue) Release(ctx context.Context, jobID int64, owner string) (NodeJob
 	return job, nil
 }
 
-// TakeOver requeues every running job whose lease expired (its controller
-// died) under a new generation on its shared queue, for any live worker to
-// continue. It returns the jobs taken over.
-func (q *Queue) TakeOver(ctx context.Context) ([]NodeJob, error) {
+// TakeOver requeues, under a new generation on its shared queue for any
+// live worker to continue, every running job whose lease expired (its
+// controller died), and every queued job whose River job a controller
+// fetched and never claimed for longer than stuckAfter (it died between
+// the fetch and the claim: its River job would stay "running" for River's
+// rescuer, an hour later). It returns the jobs taken over.
+func (q *Queue) TakeOver(ctx context.Context, stuckAfter time.Duration) ([]NodeJob, error) {
 	orphans, err := q.store.OrphanedJobs(ctx)
 	if err != nil {
 		return nil, err
 	}
+	stuck, err := q.stuckQueued(ctx, stuckAfter)
+	if err != nil {
+		return nil, err
+	}
+	orphans = append(orphans, stuck...)
 	var out []NodeJob
 	for _, o := range orphans {
 		var j NodeJob
@@ -399,8 +407,15 @@ func (q *Queue) TakeOver(ctx context.Context) ([]NodeJob, error) {
 			if err != nil {
 				return err
 			}
-			if cur.State != JobRunning || cur.Generation != o.Generation || cur.LeaseUntil.After(time.Now()) {
-				return nil // renewed, finished or taken over meanwhile
+			switch {
+			case cur.Generation != o.Generation:
+				return nil // taken over meanwhile
+			case cur.State == JobRunning && cur.LeaseUntil.After(time.Now()):
+				return nil // renewed meanwhile
+			case cur.State != JobRunning && cur.State != JobQueued:
+				return nil // finished meanwhile
+			case cur.State == JobQueued && cur.RiverJobID != o.RiverJobID:
+				return nil
 			}
 			j, err = q.resumeTx(ctx, tx, raw, cur, EnqueueOpts{})
 			return err
@@ -487,6 +502,29 @@ func (s *Store) JobsByID(ctx context.Context, ids []int64) ([]NodeJob, error) {
 			return nil, err
 		}
 		out = append(out, js...)
+	}
+	return out, nil
+}
+
+// stuckQueued returns the queued jobs whose River job is running — fetched
+// by some controller — since longer than after, without the job having been
+// claimed (a claim follows a fetch within milliseconds).
+func (q *Queue) stuckQueued(ctx context.Context, after time.Duration) ([]NodeJob, error) {
+	cands, err := q.store.listJobs(ctx, `SELECT `+jobCols("j.")+` FROM reprov_node_job j
+		JOIN river_job r ON r.id = j.river_job_id
+		WHERE j.state = 'queued' AND r.state = 'running'`)
+	if err != nil {
+		return nil, fmt.Errorf("stuck queued jobs: %w", err)
+	}
+	var out []NodeJob
+	for _, j := range cands {
+		row, err := q.JobGet(ctx, j.RiverJobID)
+		if err != nil || row.AttemptedAt == nil {
+			continue
+		}
+		if string(row.State) == "running" && time.Since(*row.AttemptedAt) > after {
+			out = append(out, j)
+		}
 	}
 	return out, nil
 }
