@@ -466,7 +466,7 @@ func (r *nodeRun) step(ctx context.Context, name string, intent any, act func() 
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if _, err := r.e.cfg.Store.RecordStep(rctx, store.Step{Phase: store.PhaseOutcome, IntentID: in.ID, Result: result,
-		Detail: mustJSON(out)}); err != nil {
+		Detail: mustJSON(out), Owner: r.owner}); err != nil {
 		// The act's result stands (it is never repeated); the intent stays
 		// unsettled for the next job to settle by looking. The node stops
 		// here: a controller that cannot record does not go on acting.
@@ -497,7 +497,7 @@ func (r *nodeRun) mark(ctx context.Context, name string, rec markRecord) {
 	in, err := r.e.cfg.Store.RecordStep(mctx, store.Step{JobID: r.job.ID, Name: name, Phase: store.PhaseIntent, Owner: r.owner, Detail: mustJSON(rec)})
 	if err == nil {
 		_, err = r.e.cfg.Store.RecordStep(mctx, store.Step{Phase: store.PhaseOutcome, IntentID: in.ID, Result: store.ResultOK,
-			Detail: mustJSON(&markOutcome{outcomeBase{V: recordVersion}})})
+			Detail: mustJSON(&markOutcome{outcomeBase{V: recordVersion}}), Owner: r.owner})
 	}
 	if err != nil {
 		r.log.Warn("step not recorded", "step", name, "err", err)

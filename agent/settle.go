@@ -42,7 +42,7 @@ func (r *nodeRun) settle(ctx context.Context) error {
 			b.Settled = &settlement{Seen: seenDefault}
 		}
 		b.Settled.ByJob = r.job.ID
-		_, err := r.e.cfg.Store.RecordStep(ctx, store.Step{Phase: store.PhaseOutcome, IntentID: s.ID, Result: result, Detail: mustJSON(out)})
+		_, err := r.e.cfg.Store.RecordStep(ctx, store.Step{Phase: store.PhaseOutcome, IntentID: s.ID, Result: result, Detail: mustJSON(out), Owner: r.owner})
 		if err != nil && !errors.Is(err, store.ErrAlreadySettled) {
 			return fail(ReasonStore, s.Name, err, nil)
 		}

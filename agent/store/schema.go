@@ -150,6 +150,9 @@ func migrations() []migration {
 			`ALTER TABLE reprov_run ADD COLUMN per_rack BIGINT NOT NULL DEFAULT 0`,
 			`ALTER TABLE reprov_run ADD COLUMN per_bmc BIGINT NOT NULL DEFAULT 0`,
 			`ALTER TABLE reprov_run ADD COLUMN max_failures BIGINT NOT NULL DEFAULT 0`,
+			// Which worker wrote a step record (its owner ID): a job worked by
+			// two controllers shows who did what.
+			`ALTER TABLE reprov_step ADD COLUMN owner TEXT NOT NULL DEFAULT ''`,
 		},
 	}, {
 		version: 4,

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-const stepCols = `id, job_id, node, at, step, phase, intent_id, result, detail`
+const stepCols = `id, job_id, node, at, step, phase, intent_id, result, detail, owner`
 
 func scanStep(r row) (Step, error) {
 	var (
@@ -19,7 +19,7 @@ func scanStep(r row) (Step, error) {
 		intentID sql.NullInt64
 		detail   sql.NullString
 	)
-	if err := r.Scan(&st.ID, &st.JobID, &st.Node, &at, &st.Name, &phase, &intentID, &st.Result, &detail); err != nil {
+	if err := r.Scan(&st.ID, &st.JobID, &st.Node, &at, &st.Name, &phase, &intentID, &st.Result, &detail, &st.Owner); err != nil {
 		return Step{}, err
 	}
 	st.Time = time.UnixMicro(at).UTC()
@@ -74,9 +74,9 @@ func (s *Store) RecordStep(ctx context.Context, st Step) (Step, error) {
 					return fmt.Errorf("job %d (node %s) is held by %q: %w", job.ID, job.Node, job.Owner, ErrLeaseLost)
 				}
 			}
-			out, err = scanStep(q.queryRow(ctx, `INSERT INTO reprov_step (job_id, node, at, step, phase, result, detail)
-				SELECT id, node, ?, ?, 'intent', '', ? FROM reprov_node_job WHERE id = ?
-				RETURNING `+stepCols, now, st.Name, detail, st.JobID))
+			out, err = scanStep(q.queryRow(ctx, `INSERT INTO reprov_step (job_id, node, at, step, phase, result, detail, owner)
+				SELECT id, node, ?, ?, 'intent', '', ?, ? FROM reprov_node_job WHERE id = ?
+				RETURNING `+stepCols, now, st.Name, detail, st.Owner, st.JobID))
 			return err
 		})
 		if err != nil {
@@ -101,10 +101,10 @@ func (s *Store) RecordStep(ctx context.Context, st Step) (Step, error) {
 			if intent.Phase != PhaseIntent {
 				return fmt.Errorf("step %d is an outcome, not an intent", st.IntentID)
 			}
-			out, err = scanStep(q.queryRow(ctx, `INSERT INTO reprov_step (job_id, node, at, step, phase, intent_id, result, detail)
-				VALUES (?, ?, ?, ?, 'outcome', ?, ?, ?)
+			out, err = scanStep(q.queryRow(ctx, `INSERT INTO reprov_step (job_id, node, at, step, phase, intent_id, result, detail, owner)
+				VALUES (?, ?, ?, ?, 'outcome', ?, ?, ?, ?)
 				ON CONFLICT (intent_id) DO NOTHING
-				RETURNING `+stepCols, intent.JobID, intent.Node, nowMicros(), intent.Name, intent.ID, st.Result, detail))
+				RETURNING `+stepCols, intent.JobID, intent.Node, nowMicros(), intent.Name, intent.ID, st.Result, detail, st.Owner))
 			if errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("intent %d (%s on %s): %w", intent.ID, intent.Name, intent.Node, ErrAlreadySettled)
 			}

@@ -222,9 +222,10 @@ type Step struct {
 	Result   string          `json:"result,omitempty"`    // outcome: ResultOK, ResultFailed or ResultSkipped
 	Detail   json.RawMessage `json:"detail,omitempty"`    // JSON; never a secret
 
-	// Owner, when set on an intent passed to RecordStep, fences it: the
-	// intent is recorded only while the job is running under this owner
-	// (else ErrLeaseLost). Not stored.
+	// Owner is the worker that wrote the record. On an intent passed to
+	// RecordStep it also fences it: the intent is recorded only while the
+	// job is running under this owner with a live lease (else
+	// ErrLeaseLost).
 	Owner string `json:"owner,omitempty"`
 }
 
