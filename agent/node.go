@@ -271,6 +271,11 @@ func (r *nodeRun) run(ctx context.Context) error {
 					errors.New("the node booted its old OS again after the in-band step"), evidenceOf(&v.evidence))
 			}
 			r.learnQuirk(ctx, v)
+			if v.evidence.BootIDNow != "" {
+				// The old OS is up again under a new boot id: the baseline of
+				// whatever comes next (the in-band unit's intent and its wait).
+				r.baseline = v.evidence.BootIDNow
+			}
 			if r.pb.Escalate && r.pb.Uses(playbooks.PathInband) && !r.ran[playbooks.PathInband] {
 				r.log.Info("the board ignored the boot override: escalating to the in-band path")
 				r.escalated, r.rep.Escalated = true, true

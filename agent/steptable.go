@@ -176,11 +176,14 @@ func replayInband(r *nodeRun, j *journal, rec stepRecord) error {
 	return nil
 }
 
-func replayWait(_ *nodeRun, j *journal, rec stepRecord) error {
+func replayWait(r *nodeRun, j *journal, rec stepRecord) error {
 	var in waitIntent
 	var out waitOutcome
 	if err := rec.decode(&in, &out); err != nil {
 		return err
+	}
+	if out.Verdict == VerdictOldOS && out.BootIDNow != "" {
+		r.baseline = out.BootIDNow
 	}
 	k := j.lastKick()
 	switch {
