@@ -22,6 +22,9 @@ Exit codes: 0 success; 1 some node failed (or validate found errors);
 			return a.setup(cmd)
 		},
 	}
+	// --version prints what `reprov version` prints (no configuration read).
+	root.Version = buildVersion().String()
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.configPath, "config", "", "config file (default: ./reprov.yaml, $XDG_CONFIG_HOME/reprov/config.yaml, /etc/reprov/config.yaml)")
@@ -44,6 +47,7 @@ Exit codes: 0 success; 1 some node failed (or validate found errors);
 		newDemoCmd(a),
 		newAgentCmd(a),
 		newLabCmd(a),
+		newManPagesCmd(a),
 	)
 	return root
 }
