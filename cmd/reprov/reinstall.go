@@ -187,7 +187,7 @@ func reportReinstall(ctx context.Context, a *app, rep *agent.Report) error {
 			if r.Status == fleet.StatusOK {
 				status = "landed"
 			}
-			rows = append(rows, []string{r.Node, r.Rack, status, nr.Path, string(nr.Landing), job, r.Reason})
+			rows = append(rows, []string{r.Node, r.Rack, status, nr.Path, string(nr.Landing), job, a.reasonCell(r)})
 		}
 		if err := a.table([]string{"NODE", "RACK", "RESULT", "PATH", "LANDING", "JOB", "REASON"}, rows); err != nil {
 			return err
@@ -198,7 +198,7 @@ func reportReinstall(ctx context.Context, a *app, rep *agent.Report) error {
 			if r.Status != fleet.StatusFailed || r.Error == "" {
 				continue
 			}
-			fmt.Fprintf(a.stderr, "node %s: %s\n", r.Node, r.Error)
+			fmt.Fprintf(a.stderr, "node %s: %s\n", r.Node, dedupeChain(r.Error))
 		}
 	}
 	c := fleet.Count(rep.Results)
@@ -210,6 +210,20 @@ func reportReinstall(ctx context.Context, a *app, rep *agent.Report) error {
 		return errSomeFailed
 	}
 	return nil
+}
+
+// reasonCell is the REASON column: the reason with its cause ("precheck:
+// identify failed: no reprov-agent for linux/arm64 (…)"), shortened in the
+// table, whole under -o wide.
+func (a *app) reasonCell(r fleet.Result) string {
+	text := r.Reason
+	if r.Error != "" {
+		text = dedupeChain(r.Error)
+	}
+	if a.wideOutput() {
+		return text
+	}
+	return shorten(text, 100)
 }
 
 func selectionText(s selection) string {

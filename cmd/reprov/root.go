@@ -30,7 +30,8 @@ Exit codes: 0 success; 1 some node failed (or validate found errors);
 	pf.StringVar(&a.configPath, "config", "", "config file (default: ./reprov.yaml, $XDG_CONFIG_HOME/reprov/config.yaml, /etc/reprov/config.yaml)")
 	pf.String("inventory", "", "node inventory file (env REPROV_INVENTORY)")
 	pf.String("state-dir", "", "state directory: jobs, audit log, learned quirks (env REPROV_STATE_DIR)")
-	pf.StringP("output", "o", "table", "output format: table or json (env REPROV_OUTPUT)")
+	pf.StringP("output", "o", "table", "output format: table, wide, json or yaml (env REPROV_OUTPUT)")
+	pf.BoolVar(&a.noHeaders, "no-headers", false, "tables without their header line, for scripts")
 	pf.String("log-level", "info", "log level: debug, info, warn, error (env REPROV_LOG_LEVEL)")
 
 	root.AddCommand(
