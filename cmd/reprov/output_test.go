@@ -63,7 +63,7 @@ func TestNoZeroTimesInStructuredOutput(t *testing.T) {
 // TestErrorChainsWithoutRepetition: a cause wrapped twice reads once.
 func TestErrorChainsWithoutRepetition(t *testing.T) {
 	for in, want := range map[string]string{
-		"identity mismatch: node web-1: identity mismatch: serial A != B": "identity mismatch: node web-1: serial A != B",
+		"identity mismatch: node web-1: identity mismatch: serial A != B":    "identity mismatch: node web-1: serial A != B",
 		"precheck: identify failed: node a: no reprov-agent for linux/arm64": "precheck: identify failed: node a: no reprov-agent for linux/arm64",
 	} {
 		if got := dedupeChain(in); got != want {
