@@ -156,6 +156,7 @@ func (r *Runner) Run(ctx context.Context, nodes []inventory.Node, op string, fn 
 			}
 			inFlight++
 			n := nodes[i]
+			prog.started(n.Name)
 			go func() {
 				done <- finished{i, runOne(nodeCtx, n, op, fn, classify, log)}
 			}()

@@ -35,6 +35,9 @@ type app struct {
 	// cfgFile is the config file that was read ("" when none).
 	cfgFile string
 	log     *slog.Logger
+	// logOut is where log records go: stderr, or a progress display's log
+	// writer (lines above the bars) while one is shown.
+	logOut *switchWriter
 	// noHeaders is --no-headers: tables without their header line.
 	noHeaders bool
 }
@@ -43,8 +46,31 @@ type app struct {
 func newApp(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) *app {
 	// Progress, logs and results are written from many goroutines.
 	stdout, stderr = &lockedWriter{w: stdout}, &lockedWriter{w: stderr}
-	return &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv,
-		log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	logOut := &switchWriter{w: stderr}
+	return &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, logOut: logOut,
+		log: slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+}
+
+// switchWriter writes to a writer that can be changed while in use.
+type switchWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *switchWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	w := s.w
+	s.mu.Unlock()
+	return w.Write(p)
+}
+
+// set makes w the destination and returns the previous one.
+func (s *switchWriter) set(w io.Writer) io.Writer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.w
+	s.w = w
+	return old
 }
 
 // lockedWriter serializes writes to a stream shared by goroutines.
@@ -57,6 +83,15 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// Fd passes on the stream's file descriptor, so that the progress display
+// sees a terminal through the lock (an invalid descriptor otherwise).
+func (l *lockedWriter) Fd() uintptr {
+	if f, ok := l.w.(interface{ Fd() uintptr }); ok {
+		return f.Fd()
+	}
+	return ^uintptr(0)
 }
 
 // run executes the reprov command line and returns the exit code.
@@ -104,7 +139,7 @@ func (a *app) setup(cmd *cobra.Command) error {
 	a.cfg, a.cfgFile = cfg, path
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	a.log = slog.New(slog.NewTextHandler(a.logOut, &slog.HandlerOptions{Level: level}))
 	return nil
 }
 

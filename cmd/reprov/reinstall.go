@@ -114,9 +114,28 @@ func reinstall(ctx context.Context, a *app, o reinstallOptions) (*agent.Report, 
 	if err != nil {
 		return nil, usageError(err)
 	}
+	// The progress display: a bar for the run and a line per node in
+	// flight with its step on a terminal, plain lines otherwise; log
+	// lines go above the bars while it is shown.
+	var display *fleet.Display
+	if !o.noProgress {
+		display = fleet.NewDisplay(a.stderr, "reinstall")
+		defer a.logOut.set(a.logOut.set(display))
+		defer display.Close()
+	}
 	env, err := a.newEngineEnv(ctx, inv, true, func(c *agent.Config) {
 		c.NodeTimeout = o.Timeout
 		c.Events = o.events
+		if display != nil {
+			c.Events = func(ev agent.Event) {
+				if ev.Phase == "intent" {
+					display.Step(ev.Node, ev.Step)
+				}
+				if o.events != nil {
+					o.events(ev)
+				}
+			}
+		}
 		if o.tweak != nil {
 			o.tweak(c)
 		}
@@ -138,9 +157,9 @@ func reinstall(ctx context.Context, a *app, o reinstallOptions) (*agent.Report, 
 		return nil, err
 	}
 	defer stopLanding()
-	var progress io.Writer = a.stderr
-	if o.noProgress {
-		progress = nil
+	var progress io.Writer
+	if display != nil {
+		progress = display
 	}
 
 	rep, err := env.engine.Reinstall(ctx, nodes, agent.RunOptions{
@@ -154,6 +173,9 @@ func reinstall(ctx context.Context, a *app, o reinstallOptions) (*agent.Report, 
 		Progress:    progress,
 		ResumeOnly:  o.Resume,
 	})
+	if display != nil {
+		display.Close() // the bars are done before the table is printed
+	}
 	if err != nil {
 		return nil, failedError(err)
 	}
