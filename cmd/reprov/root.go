@@ -49,6 +49,7 @@ Exit codes: 0 success; 1 some node failed (or validate found errors);
 		newAgentCmd(a),
 		newLabCmd(a),
 		newManPagesCmd(a),
+		newQuirksCmd(a),
 	)
 	return root
 }
