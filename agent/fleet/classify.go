@@ -28,6 +28,8 @@ func sentinelReason(err error) string {
 		return "cipher suite not offered"
 	case errors.Is(err, bmc.ErrTLS):
 		return "TLS verification failed"
+	case errors.Is(err, bmc.ErrDeviceOnly):
+		return "device-only BMC: set bmc.options.verify: device-only"
 	case errors.Is(err, bmc.ErrReverted):
 		return "override reverted by the BMC"
 	case errors.Is(err, bmc.ErrUnsupported):

@@ -57,6 +57,12 @@ func (s *Store) ModelQuirks(ctx context.Context, model string) ([]Quirk, error) 
 	return out, nil
 }
 
+// QuirkDeviceOnlyBMC: the node's IPMI BMC keeps a written boot device but
+// reads the valid bit back clear (OpenIPMI ipmi_sim, some old BMCs); the
+// node needs bmc.options.verify: device-only. Learned by `reprov bootdev`
+// (and the reinstall engine, when it records it), shown by `reprov plan`.
+const QuirkDeviceOnlyBMC = "device-only-bmc"
+
 // QuirkFilter selects learned quirks: every one whose fields match the
 // non-empty fields of the filter; the zero filter selects all.
 type QuirkFilter struct {
