@@ -176,7 +176,7 @@ type selection struct {
 
 // addSelectionFlags registers --rack, --selector and --all on cmd.
 func addSelectionFlags(cmd *cobra.Command, s *selection) {
-	cmd.Flags().StringArrayVar(&s.Racks, "rack", nil, "select the nodes of this rack (repeatable)")
+	cmd.Flags().StringSliceVar(&s.Racks, "rack", nil, "select the nodes of these racks: r01,r02 (repeatable)")
 	cmd.Flags().StringVarP(&s.Selector, "selector", "l", "", "label selector, e.g. role=web,model!=dl360g7")
 	cmd.Flags().BoolVar(&s.All, "all", false, "select every node of the inventory")
 }

@@ -51,5 +51,6 @@ Exit codes: 0 success; 1 some node failed (or validate found errors);
 		newManPagesCmd(a),
 		newQuirksCmd(a),
 	)
+	addCompletions(root, a)
 	return root
 }
