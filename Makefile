@@ -14,7 +14,7 @@ LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 
-.PHONY: all build man install uninstall demo test test-deps unit lint fmt fuzz bench bench-peers clean
+.PHONY: all build man install uninstall demo test test-deps unit docs-test lint fmt fuzz bench bench-peers clean
 
 all: build
 
@@ -53,6 +53,10 @@ test-deps:
 
 unit:
 	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+## docs-test: the commands of the docs' ```sh test blocks, against a lab (part of make test)
+docs-test:
+	$(GO) test -count=1 -run TestDocsCommandsRun ./cmd/reprov
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

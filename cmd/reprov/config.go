@@ -32,9 +32,9 @@ type Config struct {
 	MaxParallel int `mapstructure:"max_parallel"`
 	// PerRack bounds how many nodes of one rack are worked on at once (0: no limit).
 	PerRack int `mapstructure:"per_rack"`
-	// Landing is the landing endpoint (DESIGN.md §4).
+	// Landing is the landing endpoint (docs/netboot.md).
 	Landing LandingConfig `mapstructure:"landing"`
-	// Store is the job store (DESIGN.md §8).
+	// Store is the job store (docs/architecture.md).
 	Store StoreConfig `mapstructure:"store"`
 	// Playbooks says where operator playbooks are.
 	Playbooks PlaybooksConfig `mapstructure:"playbooks"`
