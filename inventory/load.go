@@ -80,6 +80,11 @@ func load(name string, data []byte, src source, cfg *ansibleConfig) (*Inventory,
 			break
 		}
 		root = parseYAML(dg, data)
+		if root != nil && src != sourceNative && isAnsibleList(root) {
+			// `ansible-inventory --list` JSON: a dynamic inventory's output.
+			root = ansibleListToYAML(dg, root)
+			src = sourceAnsible
+		}
 		if root != nil && (src == sourceAnsible || src == sourceAuto && looksAnsible(root)) {
 			root = ansibleFromYAML(dg, root, cfg)
 			origins = true
