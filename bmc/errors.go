@@ -9,7 +9,7 @@ import (
 // an error that says what was tried; errors never contain credentials.
 var (
 	// ErrAuthentication: the BMC refused the username or password.
-	ErrAuthentication = errors.New("authentication failed")
+	ErrAuthentication = errors.New("BMC refused the credentials")
 	// ErrNoAnswer: the BMC did not answer (after the configured tries).
 	ErrNoAnswer = errors.New("no answer from BMC")
 	// ErrCipherSuite: none of the allowed IPMI cipher suites is offered.

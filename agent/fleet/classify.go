@@ -21,7 +21,7 @@ func sentinelReason(err error) string {
 	case errors.Is(err, bmc.ErrPowerOutcomeUnknown):
 		return "power action outcome unknown"
 	case errors.Is(err, bmc.ErrAuthentication):
-		return "authentication failed"
+		return "BMC refused the credentials"
 	case errors.Is(err, bmc.ErrInsecureRefused):
 		return "insecure IPMI refused"
 	case errors.Is(err, bmc.ErrCipherSuite):
