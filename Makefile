@@ -6,9 +6,15 @@ BIN       := bin
 PKGS      := ./...
 FUZZTIME  ?= 30s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -X main.version=$(VERSION)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
+# The commit's date, not the build's: two builds of one commit are the same.
+DATE      ?= $(shell git log -1 --format=%cI 2>/dev/null)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
+# make install PREFIX=/usr/local [DESTDIR=/tmp/pkgroot]
+PREFIX    ?= /usr/local
+DESTDIR   ?=
 
-.PHONY: all build demo test test-deps unit lint fmt fuzz bench bench-peers clean
+.PHONY: all build man install uninstall demo test test-deps unit docs-test lint fmt fuzz bench bench-peers clean
 
 all: build
 
@@ -18,6 +24,22 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/reprov ./cmd/reprov
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(BIN)/reprov-agent-linux-amd64 ./cmd/reprov-agent
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(BIN)/reprov-agent-linux-arm64 ./cmd/reprov-agent
+
+## man: the man pages of every command, from the command tree (cobra/doc)
+man: build
+	rm -rf $(BIN)/man && ./$(BIN)/reprov man-pages $(BIN)/man
+
+## install: reprov in PREFIX/bin, the agent builds in PREFIX/lib/reprov
+## (where reprov looks for them), the man pages in PREFIX/share/man/man1
+install: build man
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/reprov $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 $(BIN)/reprov $(DESTDIR)$(PREFIX)/bin/reprov
+	install -m 0755 $(BIN)/reprov-agent-linux-amd64 $(BIN)/reprov-agent-linux-arm64 $(DESTDIR)$(PREFIX)/lib/reprov/
+	install -m 0644 $(BIN)/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/reprov $(DESTDIR)$(PREFIX)/share/man/man1/reprov.1 $(DESTDIR)$(PREFIX)/share/man/man1/reprov-*.1
+	rm -rf $(DESTDIR)$(PREFIX)/lib/reprov
 
 ## demo: the main job on an embedded example (nothing real is touched)
 demo: build
@@ -31,6 +53,10 @@ test-deps:
 
 unit:
 	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+## docs-test: the commands of the docs' ```sh test blocks, against a lab (part of make test)
+docs-test:
+	$(GO) test -count=1 -run TestDocsCommandsRun ./cmd/reprov
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -543,10 +543,23 @@ func (e *Engine) watch(ctx context.Context, run store.Run, nodes []inventory.Nod
 			results[i] = e.result(n, s.Job, true, start)
 		}
 	}
-	prog := fleet.NewDisplay(opts.Progress, "reinstall", len(nodes))
+	// The caller's display (it closes it), or one of our own.
+	prog, own := opts.Progress.(*fleet.Display)
+	if !own && opts.Progress != nil {
+		prog = fleet.NewDisplay(opts.Progress, "reinstall")
+		defer prog.Close()
+	}
+	if prog != nil {
+		prog.Start(len(nodes))
+	}
+	done := func(r fleet.Result) {
+		if prog != nil {
+			prog.Done(r.Node, r.Status, r.Reason)
+		}
+	}
 	for i := range results {
 		if results[i].Status != "" {
-			prog.Finished(results[i])
+			done(results[i])
 		}
 	}
 	poll := opts.FetchPollInterval
@@ -577,7 +590,7 @@ func (e *Engine) watch(ctx context.Context, run store.Run, nodes []inventory.Nod
 			results[i] = e.result(nodes[i], j, attached, start)
 			delete(idx, j.ID)
 			pending--
-			prog.Finished(results[i])
+			done(results[i])
 		}
 		if pending == 0 {
 			break
@@ -600,7 +613,7 @@ func (e *Engine) watch(ctx context.Context, run store.Run, nodes []inventory.Nod
 					results[i] = r
 					delete(idx, id)
 					pending--
-					prog.Finished(r)
+					done(r)
 				}
 			}
 			continue
@@ -610,7 +623,6 @@ func (e *Engine) watch(ctx context.Context, run store.Run, nodes []inventory.Nod
 		}
 		<-t.C
 	}
-	prog.Close()
 	return results
 }
 

@@ -9,7 +9,7 @@ import (
 // an error that says what was tried; errors never contain credentials.
 var (
 	// ErrAuthentication: the BMC refused the username or password.
-	ErrAuthentication = errors.New("authentication failed")
+	ErrAuthentication = errors.New("BMC refused the credentials")
 	// ErrNoAnswer: the BMC did not answer (after the configured tries).
 	ErrNoAnswer = errors.New("no answer from BMC")
 	// ErrCipherSuite: none of the allowed IPMI cipher suites is offered.
@@ -19,6 +19,11 @@ var (
 	ErrInsecureRefused = errors.New("insecure IPMI refused")
 	// ErrReverted: the BMC accepted a write and read back something else.
 	ErrReverted = errors.New("override reverted by the BMC")
+	// ErrDeviceOnly: an IPMI BMC kept the written boot device but read
+	// back the valid bit clear (OpenIPMI's ipmi_sim, some old BMCs): the
+	// override may still be honoured; the node needs verify: device-only.
+	// It is always wrapped together with ErrReverted.
+	ErrDeviceOnly = errors.New("the BMC kept the boot device but cleared the valid bit (a device-only BMC): set bmc.options.verify: device-only for this node in the inventory")
 	// ErrUnsupported: the BMC does not support the operation or value.
 	ErrUnsupported = errors.New("not supported by the BMC")
 	// ErrBusy: the BMC answered busy / out of resources / initializing.

@@ -140,6 +140,22 @@ func isBMCScheme(s string) bool {
 	return false
 }
 
+// refusedSchemes are the metal3 (Ironic) schemes reprov does not speak,
+// with the scheme to use instead.
+var refusedSchemes = map[string]string{
+	"idrac":                      "iDRAC's WS-Management is not spoken; use redfish://HOST (iDRAC 7 and later) or ipmi://HOST",
+	"ilo4":                       "HP's RIBCL (proliantutils) is not spoken; use ipmi://HOST, or redfish://HOST on iLO 4 firmware 2.30 and later",
+	"ilo5":                       "HP's RIBCL (proliantutils) is not spoken; use redfish://HOST (iLO 5 speaks Redfish) or ipmi://HOST",
+	"irmc":                       "Fujitsu's iRMC SCCI is not spoken; use redfish://HOST or ipmi://HOST",
+	"redfish-virtualmedia":       "reprov boots the network through the boot override, not virtual media; use redfish://HOST",
+	"redfish-virtualmedia+http":  "reprov boots the network through the boot override, not virtual media; use redfish+http://HOST",
+	"redfish-virtualmedia+https": "reprov boots the network through the boot override, not virtual media; use redfish://HOST",
+	"idrac-virtualmedia":         "reprov boots the network through the boot override, not virtual media; use redfish://HOST",
+	"ilo4-virtualmedia":          "reprov boots the network through the boot override, not virtual media; use ipmi://HOST",
+	"ilo5-virtualmedia":          "reprov boots the network through the boot override, not virtual media; use redfish://HOST",
+	"redfish-uefihttp":           "reprov boots the network through the PXE boot override, not UEFI HTTP boot; use redfish://HOST",
+}
+
 func parseBMCURL(s, rawScheme, rest string) (BMCAddress, error) {
 	authority := rest
 	if i := strings.IndexAny(authority, "/?#"); i >= 0 {
@@ -156,7 +172,17 @@ func parseBMCURL(s, rawScheme, rest string) (BMCAddress, error) {
 		a.Protocol, a.Scheme = "redfish", "https"
 	case "redfish+http":
 		a.Protocol, a.Scheme = "redfish", "http"
+	case "https", "idrac-redfish", "idrac-redfish+https", "ilo5-redfish", "ilo5-redfish+https", "ibmc", "ibmc+https":
+		// https:// as most tools write a Redfish BMC; metal3's vendor
+		// Redfish schemes are plain Redfish for what reprov does (the
+		// boot override and power), docs/inventory.md.
+		a.Protocol, a.Scheme = "redfish", "https"
+	case "idrac-redfish+http", "ilo5-redfish+http", "ibmc+http":
+		a.Protocol, a.Scheme = "redfish", "http"
 	default:
+		if use, ok := refusedSchemes[scheme]; ok {
+			return BMCAddress{}, fmt.Errorf("scheme %q is not supported: %s", rawScheme, use)
+		}
 		hint := suggest.DidYouMean(scheme, bmcSchemes)
 		switch {
 		case hint != "":

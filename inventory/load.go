@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -75,7 +76,15 @@ func load(name string, data []byte, src source, cfg *ansibleConfig) (*Inventory,
 	origins := false
 	switch format {
 	case formatYAML:
+		if strings.EqualFold(filepath.Ext(name), ".json") && !checkJSON(dg, data) {
+			break
+		}
 		root = parseYAML(dg, data)
+		if root != nil && src != sourceNative && isAnsibleList(root) {
+			// `ansible-inventory --list` JSON: a dynamic inventory's output.
+			root = ansibleListToYAML(dg, root)
+			src = sourceAnsible
+		}
 		if root != nil && (src == sourceAnsible || src == sourceAuto && looksAnsible(root)) {
 			root = ansibleFromYAML(dg, root, cfg)
 			origins = true
@@ -160,6 +169,34 @@ func csvHasName(header string) bool {
 }
 
 var yamlLineErr = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// checkJSON reports a .json file that is not strict JSON — a trailing
+// comma, a comment, a single quote, which the YAML parser would accept —
+// as a problem at its line, and returns false then.
+func checkJSON(dg *diags, data []byte) bool {
+	var v any
+	err := json.Unmarshal(data, &v)
+	if err == nil {
+		return true
+	}
+	var se *json.SyntaxError
+	if !errors.As(err, &se) {
+		dg.problem(0, "", "", "not valid JSON: %v", err)
+		return false
+	}
+	off := min(int(se.Offset), len(data))
+	msg := se.Error()
+	if off > 0 && (data[off-1] == '}' || data[off-1] == ']') {
+		before := bytes.TrimRight(data[:off-1], " \t\r\n")
+		if len(before) > 0 && before[len(before)-1] == ',' {
+			// Point at the comma, not at the bracket after it.
+			off, msg = len(before), fmt.Sprintf("trailing comma before %s (JSON allows none)", string(data[off-1]))
+		}
+	}
+	line := 1 + bytes.Count(data[:off], []byte("\n"))
+	dg.problem(line, "", "", "not valid JSON: %s", msg)
+	return false
+}
 
 // parseYAML parses one YAML (or JSON) document into a node tree. Syntax
 // errors become problems with their line.

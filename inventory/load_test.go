@@ -465,7 +465,7 @@ func TestSyntaxErrors(t *testing.T) {
 		{"f.yaml", "nodes:\n  - name: a\n    rack: [r1\n", "f.yaml:3: did not find expected ',' or ']'"},
 		{"f.yaml", "nodes:\n  - name: a\n    rack: r1: 2\n", "f.yaml:3: mapping values are not allowed in this context"},
 		{"f.yaml", "nodes:\n  - name: a\n---\nnodes: []\n", "f.yaml:3: a second YAML document: an inventory is one document (remove the ---)"},
-		{"f.json", "{\"nodes\": [\n  {\"name\": \"a\"},\n  {\"name\": \"b\"}\n  {\"name\": \"c\"}]}\n", "f.json:4: did not find expected ',' or ']'"},
+		{"f.json", "{\"nodes\": [\n  {\"name\": \"a\"},\n  {\"name\": \"b\"}\n  {\"name\": \"c\"}]}\n", "f.json:4: not valid JSON: invalid character '{' after array element"},
 		{"f.toml", "[[nodes]]\nname = \"a\"\nrack = r1\n", "f.toml:3: unexpected character U+0072 'r' at start of value"},
 		{"f.toml", "[[nodes]]\nname = \"a\"\nrack = \"r1\n", "f.toml:3: basic strings cannot have new lines"},
 		{"f.toml", "[[nodes]]\nname = \"a\"\nport = 022\n", "f.toml:3: integers cannot have leading zeroes"},
@@ -790,11 +790,24 @@ func TestParseBMCAddress(t *testing.T) {
 			t.Errorf("%q.DefaultPort() = %d, want %d", c.in, p, c.defult)
 		}
 	}
+	// https:// and metal3's vendor Redfish schemes are Redfish.
+	for in, want := range map[string]BMCAddress{
+		"https://10.0.0.1": {Protocol: "redfish", Scheme: "https", Host: "10.0.0.1"},
+		"idrac-redfish://10.0.0.1/redfish/v1/Systems/System.Embedded.1": {Protocol: "redfish", Scheme: "https", Host: "10.0.0.1", Path: "/redfish/v1/Systems/System.Embedded.1"},
+		"ilo5-redfish://bmc.example.net":                                {Protocol: "redfish", Scheme: "https", Host: "bmc.example.net"},
+		"idrac-redfish+http://10.0.0.1:8000":                            {Protocol: "redfish", Scheme: "http", Host: "10.0.0.1", Port: 8000},
+	} {
+		if got, err := ParseBMCAddress(in); err != nil || got != want {
+			t.Errorf("ParseBMCAddress(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
 	bad := []struct{ in, want string }{
 		{"", "empty address"},
 		{"ipmj://10.0.0.1", `unknown scheme "ipmj" (did you mean "ipmi"?)`},
-		{"idrac-redfish://10.0.0.1", `unknown scheme "idrac-redfish" (did you mean "redfish"? vendor variants are not needed)`},
-		{"https://10.0.0.1", `unknown scheme "https" (want ipmi://, redfish://, redfish+http://, redfish+https:// or a bare host[:port])`},
+		{"idrac://10.0.0.1", `scheme "idrac" is not supported: iDRAC's WS-Management is not spoken; use redfish://HOST (iDRAC 7 and later) or ipmi://HOST`},
+		{"ilo5://10.0.0.1", `scheme "ilo5" is not supported: HP's RIBCL (proliantutils) is not spoken; use redfish://HOST (iLO 5 speaks Redfish) or ipmi://HOST`},
+		{"redfish-virtualmedia://10.0.0.1", `scheme "redfish-virtualmedia" is not supported: reprov boots the network through the boot override, not virtual media; use redfish://HOST`},
+		{"xredfish://10.0.0.1", `unknown scheme "xredfish" (did you mean "redfish"?)`},
 		{"ipmi:10.0.0.1", `missing // after "ipmi:": write ipmi://HOST`},
 		{"ipmi://10.0.0.1/x", `"ipmi://10.0.0.1/x": an ipmi:// address has no path`},
 		{"redfish://10.0.0.1/redfish/v1/Systems", `path "/redfish/v1/Systems" is not a Redfish system (want /redfish/v1/Systems/ID)`},
@@ -854,5 +867,20 @@ func TestNodeBMCAddressAndTableRow(t *testing.T) {
 	}
 	if got := inv.Racks(); !slices.Equal(got, []string{"lab", "r12", "r13"}) {
 		t.Errorf("Racks() = %q", got)
+	}
+}
+
+// TestJSONTrailingCommaRefusedWithItsLine: a .json inventory is strict
+// JSON; the trailing comma YAML would accept is refused at its line.
+func TestJSONTrailingCommaRefusedWithItsLine(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "fleet.json")
+	body := "{\n  \"nodes\": [\n    {\"name\": \"web-01\", \"bmc\": {\"address\": \"10.0.0.1\"}},\n  ]\n}\n"
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := Load(p)
+	if err == nil || !strings.Contains(err.Error(), p+`:3: not valid JSON: trailing comma before ] (JSON allows none)`) {
+		t.Errorf("Load of JSON with a trailing comma: %v", err)
 	}
 }

@@ -33,7 +33,7 @@ type Node struct {
 	Boot     Boot   `json:"boot"`
 	Playbook string `json:"playbook,omitempty"`
 	// SkipIdentityCheck opts the node out of the in-band identity interlock
-	// (DESIGN.md §6). Plan output shows it.
+	// (the identity interlock, docs/inband.md). Plan output shows it.
 	SkipIdentityCheck bool `json:"skip_identity_check,omitempty"`
 
 	// Pos is where the node is defined (file and line of its entry).

@@ -21,13 +21,15 @@ func sentinelReason(err error) string {
 	case errors.Is(err, bmc.ErrPowerOutcomeUnknown):
 		return "power action outcome unknown"
 	case errors.Is(err, bmc.ErrAuthentication):
-		return "authentication failed"
+		return "BMC refused the credentials"
 	case errors.Is(err, bmc.ErrInsecureRefused):
 		return "insecure IPMI refused"
 	case errors.Is(err, bmc.ErrCipherSuite):
 		return "cipher suite not offered"
 	case errors.Is(err, bmc.ErrTLS):
 		return "TLS verification failed"
+	case errors.Is(err, bmc.ErrDeviceOnly):
+		return "device-only BMC: set bmc.options.verify: device-only"
 	case errors.Is(err, bmc.ErrReverted):
 		return "override reverted by the BMC"
 	case errors.Is(err, bmc.ErrUnsupported):

@@ -46,7 +46,7 @@ type Result struct {
 	Op     string `json:"op"`
 	Status Status `json:"status"`
 	// Reason is a short category of a failure or skip, e.g.
-	// "authentication failed" or "no answer after 4 tries".
+	// "BMC refused the credentials" or "no answer after 4 tries".
 	Reason string `json:"reason,omitempty"`
 	// Error is the full error text (never holding a secret).
 	Error string `json:"error,omitempty"`
@@ -156,6 +156,7 @@ func (r *Runner) Run(ctx context.Context, nodes []inventory.Node, op string, fn 
 			}
 			inFlight++
 			n := nodes[i]
+			prog.started(n.Name)
 			go func() {
 				done <- finished{i, runOne(nodeCtx, n, op, fn, classify, log)}
 			}()

@@ -191,7 +191,7 @@ func TestRunFailureBudgetStopsStartingNodes(t *testing.T) {
 	for i, r := range res {
 		switch {
 		case i < 2 && r.Status != StatusOK,
-			(i == 2 || i == 3) && (r.Status != StatusFailed || r.Reason != "authentication failed"),
+			(i == 2 || i == 3) && (r.Status != StatusFailed || r.Reason != "BMC refused the credentials"),
 			i > 3 && (r.Status != StatusSkipped || !strings.Contains(r.Reason, "failure budget")):
 			t.Errorf("result %d: %+v", i, r)
 		}
@@ -301,7 +301,7 @@ func TestClassify(t *testing.T) {
 		reason string
 	}{
 		{nil, StatusOK, ""},
-		{opErr(fmt.Errorf("RAKP 2: %w", bmc.ErrAuthentication)), StatusFailed, "authentication failed"},
+		{opErr(fmt.Errorf("RAKP 2: %w", bmc.ErrAuthentication)), StatusFailed, "BMC refused the credentials"},
 		{&bmc.RetryError{Tries: 4, Err: bmc.Temporary(opErr(bmc.ErrNoAnswer))}, StatusFailed, "no answer after 4 tries"},
 		{opErr(bmc.ErrCipherSuite), StatusFailed, "cipher suite not offered"},
 		{opErr(bmc.ErrReverted), StatusFailed, "override reverted by the BMC"},
@@ -335,7 +335,7 @@ func TestProgressLines(t *testing.T) {
 	if len(lines) != len(nodes) {
 		t.Fatalf("progress %q: want one line per node", buf.String())
 	}
-	if !strings.Contains(buf.String(), "power status r0-n01: failed (authentication failed)") {
+	if !strings.Contains(buf.String(), "power status r0-n01: failed (BMC refused the credentials)") {
 		t.Errorf("progress %q lacks the failed node and its reason", buf.String())
 	}
 	if !strings.HasPrefix(lines[len(lines)-1], "[3/3] ") {

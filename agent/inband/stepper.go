@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"debug/buildinfo"
 	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
@@ -158,6 +159,17 @@ type pushStepper struct {
 	pushed bool
 	// planOnly leaves kernel modules alone (plan mode loads nothing).
 	planOnly bool
+	// self is set when the pushed binary is reprov itself: its steps are
+	// the `reprov agent` subcommands.
+	self bool
+}
+
+// command is the node command line of an agent step run from bin.
+func (p *pushStepper) command(bin, step string, args []string) string {
+	if p.self {
+		step = "agent " + step
+	}
+	return agentCommand(bin, step, args)
 }
 
 // agentBaseDirs are tried in order for the agent's directory; a noexec
@@ -181,16 +193,34 @@ var goarchOf = map[string]string{
 
 // FindAgentBinary finds the reprov-agent build for a node whose `uname -m`
 // is unameM: reprov-agent-linux-GOARCH, then reprov-agent of that
-// architecture, next to the running executable, then in
-// /usr/local/lib/reprov and /usr/lib/reprov.
+// architecture, next to the running executable, in ../lib/reprov from it
+// (make install PREFIX=…), then in /usr/local/lib/reprov and
+// /usr/lib/reprov. The error says which
+// architecture is missing and where it looked:
+//
+//	no reprov-agent for linux/arm64 (tried …); build it with …
 func FindAgentBinary(unameM string) (string, error) {
+	p, _, err := findAgent(unameM, false)
+	return p, err
+}
+
+// reprovMainPackage is the main package of the reprov controller, whose
+// `reprov agent` subcommands are the agent's.
+const reprovMainPackage = "github.com/reprov/reprov/cmd/reprov"
+
+// findAgent is FindAgentBinary; with allowSelf, when no reprov-agent build
+// is found and the running executable is reprov (go build or go install of
+// cmd/reprov) for the node's architecture, that executable is the agent
+// (self is then true: run it as `reprov agent …`).
+func findAgent(unameM string, allowSelf bool) (path string, self bool, err error) {
 	goarch, ok := goarchOf[unameM]
 	if !ok {
-		return "", fmt.Errorf("no reprov-agent build for architecture %q", unameM)
+		return "", false, fmt.Errorf("no reprov-agent for architecture %q (uname -m): reprov builds the agent for linux/amd64 and linux/arm64", unameM)
 	}
 	var dirs []string
-	if exe, err := os.Executable(); err == nil {
-		dirs = append(dirs, filepath.Dir(exe))
+	exe, exeErr := os.Executable()
+	if exeErr == nil {
+		dirs = append(dirs, filepath.Dir(exe), filepath.Join(filepath.Dir(exe), "..", "lib", "reprov"))
 	}
 	dirs = append(dirs, "/usr/local/lib/reprov", "/usr/lib/reprov")
 	var tried []string
@@ -198,19 +228,42 @@ func FindAgentBinary(unameM string) (string, error) {
 		for _, name := range []string{"reprov-agent-linux-" + goarch, "reprov-agent"} {
 			p := filepath.Join(d, name)
 			tried = append(tried, p)
-			f, err := elf.Open(p)
-			if err != nil {
-				continue
-			}
-			m := f.Machine
-			f.Close()
-			if m == unameArch[unameM] {
-				return p, nil
+			if elfMachine(p) == unameArch[unameM] {
+				return p, false, nil
 			}
 		}
 	}
-	return "", fmt.Errorf("no reprov-agent for linux/%s (tried %s); build it with GOOS=linux GOARCH=%s go build -o reprov-agent-linux-%s ./cmd/reprov-agent, or use ssh.agent: commands",
-		goarch, strings.Join(tried, ", "), goarch, goarch)
+	selfNote := ""
+	if allowSelf && exeErr == nil {
+		switch isReprov, m := isReprovExecutable(exe); {
+		case isReprov && m == unameArch[unameM]:
+			return exe, true, nil
+		case isReprov:
+			selfNote = fmt.Sprintf("; reprov itself (%s) is built for %s, not for the node", exe, m)
+		}
+	}
+	return "", false, fmt.Errorf("no reprov-agent for linux/%s (tried %s%s); build it with CGO_ENABLED=0 GOOS=linux GOARCH=%s go build -o reprov-agent-linux-%s ./cmd/reprov-agent (make build does), or use ssh.agent: commands",
+		goarch, strings.Join(tried, ", "), selfNote, goarch, goarch)
+}
+
+// elfMachine is the ELF machine of the file at p, or EM_NONE.
+func elfMachine(p string) elf.Machine {
+	f, err := elf.Open(p)
+	if err != nil {
+		return elf.EM_NONE
+	}
+	defer f.Close()
+	return f.Machine
+}
+
+// isReprovExecutable reports whether exe is a build of cmd/reprov (which
+// contains the `reprov agent` subcommands), and its ELF machine.
+func isReprovExecutable(exe string) (bool, elf.Machine) {
+	bi, err := buildinfo.ReadFile(exe)
+	if err != nil || bi.Path != reprovMainPackage {
+		return false, elf.EM_NONE
+	}
+	return true, elfMachine(exe)
 }
 
 // ensure pushes the agent once per session.
@@ -226,7 +279,7 @@ func (p *pushStepper) ensure(ctx context.Context) error {
 	arch := strings.TrimSpace(string(out))
 	binPath := s.cfg.AgentBinary
 	if binPath == "" {
-		if binPath, err = FindAgentBinary(arch); err != nil {
+		if binPath, p.self, err = findAgent(arch, true); err != nil {
 			return fmt.Errorf("node %s: %w", s.node.Name, err)
 		}
 	}
@@ -331,7 +384,7 @@ func agentCommand(bin, step string, args []string) string {
 // call runs an agent subcommand and decodes its JSON result into out. A
 // failing step comes back as a *steps.RemoteError.
 func (p *pushStepper) call(ctx context.Context, step string, args []string, out any) error {
-	return p.callCmd(ctx, step, agentCommand(p.bin, step, args), out)
+	return p.callCmd(ctx, step, p.command(p.bin, step, args), out)
 }
 
 func (p *pushStepper) callCmd(ctx context.Context, step, cmd string, out any) error {
@@ -475,7 +528,7 @@ func (p *pushStepper) restore(ctx context.Context, saved *steps.SavedSectors, di
 	if force {
 		args = append(args, "--force")
 	}
-	stdout, err := p.s.conn.Exec(ctx, agentCommand(p.bin, "restore-boot-sector", args), bytes.NewReader(b))
+	stdout, err := p.s.conn.Exec(ctx, p.command(p.bin, "restore-boot-sector", args), bytes.NewReader(b))
 	line := lastLine(stdout)
 	if err != nil {
 		var ee *host.ExitError
@@ -528,7 +581,7 @@ func (p *pushStepper) nextBoot(ctx context.Context, opts steps.NextBootOptions) 
 }
 
 func (p *pushStepper) rebootCommand(delay time.Duration) string {
-	return agentCommand(p.bin, "reboot", []string{"--delay", delay.String(), "--no-audit"}) +
+	return p.command(p.bin, "reboot", []string{"--delay", delay.String(), "--no-audit"}) +
 		"; rc=$?; rm -rf -- " + host.Quote(p.dir) + "; exit $rc"
 }
 
@@ -563,23 +616,23 @@ func (p *pushStepper) planCommands(step string, a planArgs) []string {
 			"umask 077 && mkdir -m 700 " + dir + "   # else /var/tmp, /dev/shm, /run",
 			"cat > " + bin + " && chmod 700 " + bin + "   # " + p.s.cfg.AgentBinary,
 			"sha256sum -- " + bin + "   # or read back and hash on the controller",
-			agentCommand(bin, "version", nil),
+			p.command(bin, "version", nil),
 		}
 	case "identify":
-		return []string{agentCommand(bin, "identify", nil)}
+		return []string{p.command(bin, "identify", nil)}
 	case "resolve-disk":
-		return []string{agentCommand(bin, "resolve-disk", diskArgs(a.disk))}
+		return []string{p.command(bin, "resolve-disk", diskArgs(a.disk))}
 	case "wipe-boot-sector":
 		sha := a.savedSHA
 		if sha == "" {
 			sha = "SHA256"
 		}
 		return []string{
-			agentCommand(bin, "wipe-boot-sector", planWipeArgs(disk, a.scope)) + "   # save to the state dir first",
-			agentCommand(bin, "wipe-boot-sector", wipeArgs(disk, sha, a.scope)),
+			p.command(bin, "wipe-boot-sector", planWipeArgs(disk, a.scope)) + "   # save to the state dir first",
+			p.command(bin, "wipe-boot-sector", wipeArgs(disk, sha, a.scope)),
 		}
 	case "next-boot":
-		cmds := []string{agentCommand(bin, "next-boot", nextBootArgs(a.nextBoot, false))}
+		cmds := []string{p.command(bin, "next-boot", nextBootArgs(a.nextBoot, false))}
 		if a.dryNext != nil {
 			for _, c := range a.dryNext.IPMI.Commands {
 				cmds = append(cmds, "  (in the agent) "+c)
@@ -593,7 +646,7 @@ func (p *pushStepper) planCommands(step string, a planArgs) []string {
 		return cmds
 	case "reboot":
 		if p.dir == "" {
-			return []string{agentCommand(bin, "reboot", []string{"--delay", a.delay.String(), "--no-audit"}) + "; rm -rf -- AGENTDIR"}
+			return []string{p.command(bin, "reboot", []string{"--delay", a.delay.String(), "--no-audit"}) + "; rm -rf -- AGENTDIR"}
 		}
 		return []string{p.rebootCommand(a.delay)}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -56,8 +57,69 @@ func (s *Store) ModelQuirks(ctx context.Context, model string) ([]Quirk, error) 
 	return out, nil
 }
 
+// QuirkDeviceOnlyBMC: the node's IPMI BMC keeps a written boot device but
+// reads the valid bit back clear (OpenIPMI ipmi_sim, some old BMCs); the
+// node needs bmc.options.verify: device-only. Learned by `reprov bootdev`
+// (and the reinstall engine, when it records it), shown by `reprov plan`.
+const QuirkDeviceOnlyBMC = "device-only-bmc"
+
+// QuirkFilter selects learned quirks: every one whose fields match the
+// non-empty fields of the filter; the zero filter selects all.
+type QuirkFilter struct {
+	Node  string
+	Model string
+	Quirk string
+}
+
+func (f QuirkFilter) where() (string, []any) {
+	var conds []string
+	var args []any
+	for _, c := range []struct{ col, v string }{{"node", f.Node}, {"model", f.Model}, {"quirk", f.Quirk}} {
+		if c.v != "" {
+			conds = append(conds, c.col+" = ?")
+			args = append(args, c.v)
+		}
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return "WHERE " + strings.Join(conds, " AND "), args
+}
+
+// ListQuirks returns the learned quirks f selects, by node then name.
+func (s *Store) ListQuirks(ctx context.Context, f QuirkFilter) ([]Quirk, error) {
+	where, args := f.where()
+	out, err := s.listQuirks(ctx, where+` ORDER BY node, quirk`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list quirks: %w", err)
+	}
+	return out, nil
+}
+
+// ForgetQuirks deletes the learned quirks f selects and returns them, so
+// that the caller can say what was forgotten. The zero filter is refused:
+// forgetting every quirk of every node takes an explicit model or node.
+func (s *Store) ForgetQuirks(ctx context.Context, f QuirkFilter) ([]Quirk, error) {
+	if f == (QuirkFilter{}) {
+		return nil, errors.New("forget quirks: need a node, a model or a quirk")
+	}
+	where, args := f.where()
+	gone, err := s.queryQuirks(ctx, `DELETE FROM reprov_quirk `+where+` RETURNING `+quirkColumns, args...)
+	if err != nil {
+		return nil, fmt.Errorf("forget quirks: %w", err)
+	}
+	return gone, nil
+}
+
+const quirkColumns = `node, quirk, model, evidence, run_id, learned_at`
+
 func (s *Store) listQuirks(ctx context.Context, where string, args ...any) ([]Quirk, error) {
-	rs, err := s.q().query(ctx, `SELECT node, quirk, model, evidence, run_id, learned_at FROM reprov_quirk `+where, args...)
+	return s.queryQuirks(ctx, `SELECT `+quirkColumns+` FROM reprov_quirk `+where, args...)
+}
+
+// queryQuirks runs a statement that returns quirkColumns.
+func (s *Store) queryQuirks(ctx context.Context, query string, args ...any) ([]Quirk, error) {
+	rs, err := s.q().query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -102,7 +102,7 @@ func TestOpenWrongPasswordIsNotRetried(t *testing.T) {
 	ep := bmc.Endpoint{Protocol: "ipmi", Host: b.Host(), Port: b.Port(), Username: b.Username(), Password: "wrong-password"}
 	_, _, err = connect.Open(ctx, ep, nil, nil)
 	if !errors.Is(err, bmc.ErrAuthentication) {
-		t.Fatalf("open with a wrong password: %v, want authentication failed", err)
+		t.Fatalf("open with a wrong password: %v, want bmc.ErrAuthentication", err)
 	}
 	var re *bmc.RetryError
 	if errors.As(err, &re) {

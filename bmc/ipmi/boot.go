@@ -146,6 +146,11 @@ func (cl *Client) SetBootOverride(ctx context.Context, o bmc.BootOverride) (bmc.
 				ok = ok && got.BIOSBootType == want.BIOSBootType
 			}
 		}
+		if !ok && cl.verify == bmc.VerifyFull && got.BootDeviceSelector == want.BootDeviceSelector && !got.BootFlagsValid {
+			// Only the valid bit is off: the BMC stores the device
+			// alone (docs/bmc.md, ipmi_sim).
+			return fmt.Errorf("%w: %w: wrote %s, read back %s", bmc.ErrReverted, bmc.ErrDeviceOnly, describe(want), describe(got))
+		}
 		if !ok {
 			return fmt.Errorf("%w: wrote %s, read back %s (verify %s)", bmc.ErrReverted, describe(want), describe(got), cl.verify)
 		}

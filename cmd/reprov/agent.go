@@ -11,5 +11,5 @@ import (
 // controller pushes. It reads no configuration (its PersistentPreRunE
 // replaces the root's) and has its own -o text|json.
 func newAgentCmd(a *app) *cobra.Command {
-	return agentcmd.New(agentcmd.Options{Use: "agent", Version: version, Logger: a.log})
+	return agentcmd.New(agentcmd.Options{Use: "agent", Version: buildVersion().Version, Logger: a.log})
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/reprov/reprov/inventory"
 )
@@ -33,14 +35,42 @@ type app struct {
 	// cfgFile is the config file that was read ("" when none).
 	cfgFile string
 	log     *slog.Logger
+	// logOut is where log records go: stderr, or a progress display's log
+	// writer (lines above the bars) while one is shown.
+	logOut *switchWriter
+	// noHeaders is --no-headers: tables without their header line.
+	noHeaders bool
 }
 
 // newApp returns an app writing to the given streams.
 func newApp(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) *app {
 	// Progress, logs and results are written from many goroutines.
 	stdout, stderr = &lockedWriter{w: stdout}, &lockedWriter{w: stderr}
-	return &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv,
-		log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	logOut := &switchWriter{w: stderr}
+	return &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, logOut: logOut,
+		log: slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+}
+
+// switchWriter writes to a writer that can be changed while in use.
+type switchWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *switchWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	w := s.w
+	s.mu.Unlock()
+	return w.Write(p)
+}
+
+// set makes w the destination and returns the previous one.
+func (s *switchWriter) set(w io.Writer) io.Writer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.w
+	s.w = w
+	return old
 }
 
 // lockedWriter serializes writes to a stream shared by goroutines.
@@ -53,6 +83,15 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// Fd passes on the stream's file descriptor, so that the progress display
+// sees a terminal through the lock (an invalid descriptor otherwise).
+func (l *lockedWriter) Fd() uintptr {
+	if f, ok := l.w.(interface{ Fd() uintptr }); ok {
+		return f.Fd()
+	}
+	return ^uintptr(0)
 }
 
 // run executes the reprov command line and returns the exit code.
@@ -69,7 +108,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = usageError(err) // cobra reports it as a plain error
 	}
 	if err != nil && !errors.Is(err, errSomeFailed) {
-		fmt.Fprintf(stderr, "reprov: %v\n", err)
+		fmt.Fprintf(stderr, "reprov: %s\n", dedupeChain(err.Error()))
 	}
 	return exitCode(ctx, err)
 }
@@ -100,7 +139,7 @@ func (a *app) setup(cmd *cobra.Command) error {
 	a.cfg, a.cfgFile = cfg, path
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	a.log = slog.New(slog.NewTextHandler(a.logOut, &slog.HandlerOptions{Level: level}))
 	return nil
 }
 
@@ -137,7 +176,7 @@ type selection struct {
 
 // addSelectionFlags registers --rack, --selector and --all on cmd.
 func addSelectionFlags(cmd *cobra.Command, s *selection) {
-	cmd.Flags().StringArrayVar(&s.Racks, "rack", nil, "select the nodes of this rack (repeatable)")
+	cmd.Flags().StringSliceVar(&s.Racks, "rack", nil, "select the nodes of these racks: r01,r02 (repeatable)")
 	cmd.Flags().StringVarP(&s.Selector, "selector", "l", "", "label selector, e.g. role=web,model!=dl360g7")
 	cmd.Flags().BoolVar(&s.All, "all", false, "select every node of the inventory")
 }
@@ -155,20 +194,75 @@ func (a *app) selectNodes(s selection) ([]inventory.Node, error) {
 	return nodes, nil
 }
 
-// writeJSON writes v as indented JSON to stdout.
+// writeJSON writes v to stdout as indented JSON, or as YAML under -o yaml.
+// Times that were never set (Go's zero time) are null in JSON and left
+// out in YAML, never "0001-01-01T00:00:00Z".
 func (a *app) writeJSON(v any) error {
-	enc := json.NewEncoder(a.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if a.cfg != nil && a.cfg.Output == "yaml" {
+		var doc yaml.Node
+		if err := yaml.Unmarshal(b, &doc); err != nil {
+			return fmt.Errorf("yaml output: %w", err)
+		}
+		dropZeroTimes(&doc)
+		enc := yaml.NewEncoder(a.stdout)
+		enc.SetIndent(2)
+		if err := enc.Encode(&doc); err != nil {
+			return err
+		}
+		return enc.Close()
+	}
+	b = bytes.ReplaceAll(b, []byte(`"`+zeroTime+`"`), []byte("null"))
+	_, err = a.stdout.Write(append(b, '\n'))
+	return err
 }
 
-// jsonOutput reports whether -o json was asked for.
-func (a *app) jsonOutput() bool { return a.cfg != nil && a.cfg.Output == "json" }
+// zeroTime is how encoding/json writes a time.Time that was never set.
+const zeroTime = "0001-01-01T00:00:00Z"
 
-// table writes rows under a header, aligned.
+// dropZeroTimes removes the mapping entries whose value is the zero time,
+// and turns the JSON flow style of the parsed tree into block YAML.
+func dropZeroTimes(n *yaml.Node) {
+	n.Style &^= yaml.FlowStyle
+	if n.Kind == yaml.MappingNode {
+		kept := n.Content[:0]
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if v := n.Content[i+1]; v.Kind == yaml.ScalarNode && v.Value == zeroTime {
+				continue
+			}
+			kept = append(kept, n.Content[i], n.Content[i+1])
+		}
+		n.Content = kept
+	}
+	for _, c := range n.Content {
+		if c.Kind == yaml.ScalarNode && c.Tag == "!!str" {
+			c.Style &^= yaml.DoubleQuotedStyle // quoted only where YAML needs it
+		}
+		dropZeroTimes(c)
+	}
+}
+
+// jsonOutput reports whether structured output (-o json or -o yaml) was
+// asked for; writeJSON then writes the chosen format.
+func (a *app) jsonOutput() bool {
+	return a.cfg != nil && (a.cfg.Output == "json" || a.cfg.Output == "yaml")
+}
+
+// wideOutput reports whether -o wide was asked for: the table with every
+// column and no shortened cell.
+func (a *app) wideOutput() bool { return a.cfg != nil && a.cfg.Output == "wide" }
+
+// table writes rows under a header, aligned; --no-headers leaves the
+// header out. Empty cells read "-", so that every row splits into the
+// same number of fields.
 func (a *app) table(header []string, rows [][]string) error {
 	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	if !a.noHeaders {
+		fmt.Fprintln(tw, strings.Join(header, "\t"))
+	}
 	for _, r := range rows {
 		for i := range r {
 			if r[i] == "" {

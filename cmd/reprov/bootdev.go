@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/reprov/reprov/agent/fleet"
+	"github.com/reprov/reprov/agent/store"
 	"github.com/reprov/reprov/bmc"
 	"github.com/reprov/reprov/bmc/connect"
 	"github.com/reprov/reprov/inventory"
@@ -145,6 +147,9 @@ func runBootdev(ctx context.Context, a *app, o bootdevOptions) error {
 			return r.setBoot(ctx, c, n, want, o.DryRun)
 		})
 	})
+	if !o.DryRun {
+		a.learnDeviceOnly(ctx, nodes, results)
+	}
 	return r.report(ctx, results, []string{"DEVICE", "VERIFIED", "READ BACK", "WARNINGS"}, func(res fleet.Result) []string {
 		d, ok := res.Detail.(bootdevDetail)
 		if !ok {
@@ -179,6 +184,43 @@ func (r *bmcRun) setBoot(ctx context.Context, c bmc.Client, n inventory.Node, wa
 		return map[string]any{"verified": res.Verified, "read_back": res.ReadBack, "warnings": res.Warnings}, nil
 	})
 	return detail, err
+}
+
+// learnDeviceOnly records, for every node whose BMC kept the boot device
+// and cleared the valid bit, the quirk that `reprov plan` reports with the
+// option to set. A store that cannot be opened only loses the advice.
+func (a *app) learnDeviceOnly(ctx context.Context, nodes []inventory.Node, results []fleet.Result) {
+	var hits []fleet.Result
+	for _, r := range results {
+		if r.Status == fleet.StatusFailed && r.Reason == verifyDeviceOnlyReason {
+			hits = append(hits, r)
+		}
+	}
+	if len(hits) == 0 {
+		return
+	}
+	st, err := a.openStore(ctx)
+	if err != nil {
+		a.log.Warn("device-only BMC not recorded", "err", err)
+		return
+	}
+	defer st.Close()
+	model := map[string]string{}
+	for _, n := range nodes {
+		model[n.Name] = n.Labels["model"]
+	}
+	for _, r := range hits {
+		q := store.Quirk{Node: r.Node, Model: model[r.Node], Quirk: store.QuirkDeviceOnlyBMC,
+			Evidence: mustJSONRaw(map[string]any{"command": "bootdev", "error": r.Error})}
+		if err := st.LearnQuirk(ctx, q); err != nil {
+			a.log.Warn("device-only BMC not recorded", "node", r.Node, "err", err)
+		}
+	}
+}
+
+func mustJSONRaw(v any) json.RawMessage {
+	b, _ := json.Marshal(v)
+	return b
 }
 
 // describeOverride is "pxe once uefi" style text for tables.

@@ -56,10 +56,44 @@ func TestBootdevPXEAgreesWithIpmitoolOnIpmiSim(t *testing.T) {
 	if code, out, errOut := c.run("power", "cycle", "sim-01", "--inventory", inv); code != 0 {
 		t.Fatalf("reprov power cycle: exit %d\n%s\n%s", code, out, errOut)
 	}
-	labtool.Eventually(t, 60*time.Second, "ipmi_sim powered off and on", func() bool {
-		return sim.PowerOns() > before && sim.Powered()
+	bootsBefore := len(sim.Boots())
+	labtool.Eventually(t, 60*time.Second, "ipmi_sim powered off and on, and booted", func() bool {
+		return sim.PowerOns() > before && sim.Powered() && len(sim.Boots()) > bootsBefore
 	})
 	if boots := sim.Boots(); len(boots) == 0 || boots[len(boots)-1] != bmc.BootPXE {
 		t.Errorf("the cycle's boot used %v, want pxe last", boots)
+	}
+}
+
+// TestDeviceOnlyBMCIsNamedWithItsOption: ipmi_sim keeps the boot device and
+// clears the valid bit. At verify full, bootdev fails saying so with the
+// exact option to set, and plan then warns about the node with it.
+func TestDeviceOnlyBMCIsNamedWithItsOption(t *testing.T) {
+	labtool.RequireTool(t, "ipmi_sim")
+	sim := ipmisim.Start(t, ipmisim.Config{InitiallyOn: true})
+	c := newCLI(t)
+	pw := c.write("secrets/bmc", sim.Password()+"\n")
+	inv := c.write("fleet.yaml", fmt.Sprintf(`nodes:
+  - name: sim-01
+    rack: r1
+    bmc:
+      address: "ipmi://%s:%d"
+      username: %s
+      password: "file:%s"
+      options: {cipher_suites: [3], timeout: 10s}
+`, sim.Host(), sim.Port(), sim.Username(), pw))
+
+	code, out, errOut := c.run("bootdev", "pxe", "sim-01", "--inventory", inv)
+	if code != exitFailed {
+		t.Fatalf("bootdev pxe at verify full on ipmi_sim: exit %d, want 1\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"device-only BMC: set bmc.options.verify: device-only", "kept the boot device but cleared the valid bit"} {
+		if !strings.Contains(out+errOut, want) {
+			t.Errorf("bootdev output lacks %q:\n%s\n%s", want, out, errOut)
+		}
+	}
+	code, out, errOut = c.run("plan", "sim-01", "--offline", "--inventory", inv)
+	if !strings.Contains(out, "bmc.options.verify: device-only for sim-01 ("+inv+":2)") {
+		t.Errorf("plan (exit %d) does not name the option for the device-only BMC:\n%s\n%s", code, out, errOut)
 	}
 }

@@ -189,11 +189,12 @@ func reinstallViaServer(ctx context.Context, a *app, c *apiClient, o reinstallOp
 			watched[n.JobID] = n.Node
 		}
 	}
-	var progress io.Writer = a.stderr
-	if o.noProgress {
-		progress = nil
+	prog := fleet.NewDisplay(io.Discard, "reinstall")
+	if !o.noProgress {
+		prog = fleet.NewDisplay(a.stderr, "reinstall")
 	}
-	prog := fleet.NewDisplay(progress, "reinstall", len(created.Nodes))
+	prog.Start(len(created.Nodes))
+	finished := func(r fleet.Result) { prog.Done(r.Node, r.Status, r.Reason) }
 	q := url.Values{}
 	if also := append(append([]string{}, resumed...), attached...); len(also) > 0 {
 		q.Set("also", strings.Join(also, ","))
@@ -203,7 +204,7 @@ func reinstallViaServer(ctx context.Context, a *app, c *apiClient, o reinstallOp
 	done := map[int64]bool{}
 	for _, n := range created.Nodes {
 		if n.JobID == 0 {
-			prog.Finished(fleet.Result{Node: n.Node, Rack: n.Rack, Op: "reinstall", Status: fleet.StatusSkipped,
+			finished(fleet.Result{Node: n.Node, Rack: n.Rack, Op: "reinstall", Status: fleet.StatusSkipped,
 				Reason: "nothing to resume: the node has no unfinished job"})
 		}
 	}
@@ -212,7 +213,7 @@ func reinstallViaServer(ctx context.Context, a *app, c *apiClient, o reinstallOp
 		err := c.followEvents(follow, run.ID, q, func(j store.NodeJob) {
 			if _, ok := watched[j.ID]; ok && !j.State.Active() && !done[j.ID] {
 				done[j.ID] = true
-				prog.Finished(progressRow(j))
+				finished(progressRow(j))
 			}
 		})
 		if err == nil {

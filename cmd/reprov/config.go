@@ -3,12 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/reprov/reprov/internal/suggest"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
@@ -32,9 +34,9 @@ type Config struct {
 	MaxParallel int `mapstructure:"max_parallel"`
 	// PerRack bounds how many nodes of one rack are worked on at once (0: no limit).
 	PerRack int `mapstructure:"per_rack"`
-	// Landing is the landing endpoint (DESIGN.md §4).
+	// Landing is the landing endpoint (docs/netboot.md).
 	Landing LandingConfig `mapstructure:"landing"`
-	// Store is the job store (DESIGN.md §8).
+	// Store is the job store (docs/architecture.md).
 	Store StoreConfig `mapstructure:"store"`
 	// Playbooks says where operator playbooks are.
 	Playbooks PlaybooksConfig `mapstructure:"playbooks"`
@@ -113,43 +115,47 @@ type InbandConfig struct {
 	AgentBinary string `mapstructure:"agent_binary"`
 }
 
-// configKey describes one configuration key for defaults, env binding and docs.
+// configKey describes one configuration key for defaults, env binding,
+// checking and docs.
 type configKey struct {
 	key  string
 	def  any
 	help string
+	// kind is the value's type, and enum (for kindEnum) its allowed values.
+	kind valueKind
+	enum []string
 }
 
 // configKeys lists every key. Order is the order of docs/configuration.md.
 func configKeys() []configKey {
 	return []configKey{
-		{"inventory", "", "node inventory file (native YAML/TOML/JSON, Ansible, NetBox CSV)"},
-		{"state_dir", "", "jobs, audit log, learned quirks (default /var/lib/reprov as root, else $XDG_STATE_HOME/reprov)"},
-		{"output", "table", "output format: table or json"},
-		{"log_level", "info", "log level: debug, info, warn, error"},
-		{"max_parallel", 64, "nodes worked on at once"},
-		{"per_rack", 0, "nodes of one rack worked on at once (0: no limit)"},
-		{"landing.listen", "127.0.0.1:8086", "address the landing endpoint binds"},
-		{"landing.url", "http://127.0.0.1:8086", "base URL iPXE scripts request"},
-		{"landing.allow", []string{}, "source networks (CIDR) the landing endpoint answers; empty: every source"},
-		{"landing.kernel", "", "default install profile: kernel URL (a playbook's install overrides it)"},
-		{"landing.initrd", []string{}, "default install profile: initrd URLs, in order"},
-		{"landing.cmdline", "", "default install profile: kernel command line"},
-		{"landing.probe_interval", "15s", "how often a waiting node's BMC and old OS are probed"},
-		{"landing.retry_window", "15m", "how long after its landing a node whose job ended landed still gets its install script"},
-		{"landing.match_source", false, "require a landing to come from the node's provisioning address (its ssh.address)"},
-		{"store.url", "", "job store: sqlite:///path/reprov.db or postgres://… (default: sqlite in the state dir)"},
-		{"store.lease", "30s", "how long a controller's claim on a node job lasts unrenewed"},
-		{"playbooks.dir", "", "directory of operator playbooks (*.yaml); empty: built-ins only"},
-		{"inband.agent_binary", "", "reprov-agent binary pushed to nodes (default: the build for each node's architecture next to reprov)"},
-		{"server.listen", "127.0.0.1:8087", "address reprov serve's API binds"},
-		{"server.url", "", "reprov serve's API the CLI goes through (empty: in-process)"},
-		{"server.token", "", "the CLI's API token: env:NAME or file:PATH"},
-		{"server.tls_cert", "", "TLS certificate file of serve's API"},
-		{"server.tls_key", "", "TLS key file of serve's API"},
-		{"server.public_page", false, "serve the status page without a login"},
-		{"server.metrics_token", "", "token /metrics requires: env:NAME or file:PATH (empty: open)"},
-		{"log.format", "text", "log format: text or json"},
+		{"inventory", "", "node inventory file (native YAML/TOML/JSON, Ansible, NetBox CSV)", kindString, nil},
+		{"state_dir", "", "jobs, audit log, learned quirks (default /var/lib/reprov as root, else $XDG_STATE_HOME/reprov)", kindString, nil},
+		{"output", "table", "output format: table, wide, json or yaml", kindEnum, outputFormats},
+		{"log_level", "info", "log level: debug, info, warn, error", kindEnum, []string{"debug", "info", "warn", "error"}},
+		{"max_parallel", 64, "nodes worked on at once", kindPositiveInt, nil},
+		{"per_rack", 0, "nodes of one rack worked on at once (0: no limit)", kindCount, nil},
+		{"landing.listen", "127.0.0.1:8086", "address the landing endpoint binds", kindString, nil},
+		{"landing.url", "http://127.0.0.1:8086", "base URL iPXE scripts request", kindString, nil},
+		{"landing.allow", []string{}, "source networks (CIDR) the landing endpoint answers; empty: every source", kindList, nil},
+		{"landing.kernel", "", "default install profile: kernel URL (a playbook's install overrides it)", kindString, nil},
+		{"landing.initrd", []string{}, "default install profile: initrd URLs, in order", kindList, nil},
+		{"landing.cmdline", "", "default install profile: kernel command line", kindString, nil},
+		{"landing.probe_interval", "15s", "how often a waiting node's BMC and old OS are probed", kindDuration, nil},
+		{"store.url", "", "job store: sqlite:///path/reprov.db or postgres://… (default: sqlite in the state dir)", kindString, nil},
+		{"store.lease", "30s", "how long a controller's claim on a node job lasts unrenewed", kindDuration, nil},
+		{"playbooks.dir", "", "directory of operator playbooks (*.yaml); empty: built-ins only", kindString, nil},
+		{"inband.agent_binary", "", "reprov-agent binary pushed to nodes (default: the build for each node's architecture next to reprov)", kindString, nil},
+		{"landing.retry_window", "15m", "how long after its landing a node whose job ended landed still gets its install script (0: off)", kindDurationOrZero, nil},
+		{"landing.match_source", false, "require a landing to come from the node's provisioning address (its ssh.address)", kindBool, nil},
+		{"server.listen", "127.0.0.1:8087", "address reprov serve's API binds", kindString, nil},
+		{"server.url", "", "reprov serve's API the CLI goes through (empty: in-process)", kindString, nil},
+		{"server.token", "", "the CLI's API token: env:NAME or file:PATH", kindString, nil},
+		{"server.tls_cert", "", "TLS certificate file of serve's API", kindString, nil},
+		{"server.tls_key", "", "TLS key file of serve's API", kindString, nil},
+		{"server.public_page", false, "serve the status page without a login", kindBool, nil},
+		{"server.metrics_token", "", "token /metrics requires: env:NAME or file:PATH (empty: open)", kindString, nil},
+		{"log.format", "text", "log format: text or json", kindEnum, []string{"text", "json"}},
 	}
 }
 
@@ -179,29 +185,53 @@ func loadConfig(explicit string, flags *pflag.FlagSet, getenv func(string) strin
 	if err != nil {
 		return nil, "", err
 	}
+	// Every problem at once, each where the operator can fix it: the
+	// file's line, the variable, the flag.
+	var ps configProblems
+	fileOK := true
 	if path != "" {
-		v.SetConfigFile(path)
-		if err := v.ReadInConfig(); err != nil {
-			return nil, path, fmt.Errorf("config %s: %w", path, err)
-		}
-		// Defaults define every known key, so anything else came from the file.
-		if err := checkKnownKeys(path, v.AllKeys()); err != nil {
-			return nil, path, err
+		if err := checkConfigFile(path); err != nil {
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				return nil, path, err
+			}
+			ps = append(ps, ce.Problems...)
+			fileOK = false
 		}
 	}
 	// Precedence: flag > REPROV_* environment > config file > default.
 	overridden := make(map[string]bool)
 	for _, k := range configKeys() {
 		if val := getenv(envName(k.key)); val != "" {
+			if msg := checkScalar(k, val); msg != "" {
+				ps.add(envName(k.key), "", "%s", msg)
+			}
 			v.Set(k.key, val)
 			overridden[k.key] = true
 		}
 	}
-	for name, key := range flagKeys {
+	for _, name := range slices.Sorted(maps.Keys(flagKeys)) {
+		key := flagKeys[name]
 		if f := flags.Lookup(name); f != nil && f.Changed {
+			k, _ := keyByName(key)
+			if msg := checkScalar(k, f.Value.String()); msg != "" {
+				ps.add("--"+name, "", "%s", msg)
+			}
 			v.Set(key, f.Value.String())
 			overridden[key] = true
 		}
+	}
+	if path != "" && fileOK {
+		v.SetConfigFile(path)
+		if err := v.ReadInConfig(); err != nil {
+			ps.add(path, "", "%v", err)
+		} else if err := checkKnownKeys(path, v.AllKeys()); err != nil {
+			// TOML files, which checkConfigFile does not read by line.
+			ps.add(path, "", "%v", err)
+		}
+	}
+	if err := ps.err(); err != nil {
+		return nil, path, err
 	}
 	var cfg Config
 	if err := v.UnmarshalExact(&cfg); err != nil {
@@ -238,7 +268,7 @@ func checkKnownKeys(path string, keys []string) error {
 	var errs []error
 	for _, k := range keys {
 		if !known[k] {
-			errs = append(errs, fmt.Errorf("config %s: unknown key %q (docs/configuration.md lists every key)", path, k))
+			errs = append(errs, fmt.Errorf("unknown key %q%s", k, suggest.DidYouMean(k, configKeyNames())))
 		}
 	}
 	return errors.Join(errs...)
@@ -251,9 +281,9 @@ func (c *Config) validate(path string) error {
 	}
 	var errs []error
 	switch c.Output {
-	case "table", "json":
+	case "table", "wide", "json", "yaml":
 	default:
-		errs = append(errs, fmt.Errorf("%s: output: %q is not table or json", where, c.Output))
+		errs = append(errs, fmt.Errorf("%s: output: %q is not %s", where, c.Output, orList(outputFormats)))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -6,7 +6,7 @@ import (
 	"fmt"
 )
 
-// Exit codes, everywhere (DESIGN.md §2).
+// Exit codes, everywhere (docs/configuration.md).
 const (
 	exitOK          = 0
 	exitFailed      = 1 // the command ran and some node failed, or validate found errors

@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/reprov/reprov/agent"
 	"github.com/reprov/reprov/agent/fleet"
+	"github.com/reprov/reprov/agent/store"
+	"github.com/reprov/reprov/bmc"
 	"github.com/reprov/reprov/inventory"
 )
 
@@ -45,6 +48,30 @@ tells. Exit 1 when some node would be stopped at precheck.`,
 	return cmd
 }
 
+// verifyDeviceOnlyReason is the failure reason of a device-only IPMI BMC
+// (fleet.Classify of bmc.ErrDeviceOnly).
+const verifyDeviceOnlyReason = "device-only BMC: set bmc.options.verify: device-only"
+
+// deviceOnlyAdvice says, for a node whose BMC was seen keeping the boot
+// device and clearing the valid bit and whose inventory does not yet say
+// verify: device-only, the exact option to set.
+func deviceOnlyAdvice(ctx context.Context, st *store.Store, n inventory.Node) []string {
+	if st == nil || n.BMC.Options.Verify == string(bmc.VerifyDeviceOnly) || n.BMC.Options.Verify == string(bmc.VerifyOff) {
+		return nil
+	}
+	qs, err := st.Quirks(ctx, n.Name)
+	if err != nil {
+		return nil
+	}
+	for _, q := range qs {
+		if q.Quirk == store.QuirkDeviceOnlyBMC {
+			return []string{fmt.Sprintf("WARNING: the BMC keeps the boot device but clears the valid bit (seen %s): the out-of-band path fails \"override reverted by the BMC\" unless the inventory sets bmc.options.verify: device-only for %s (%s:%d)",
+				q.Learned.Local().Format(time.RFC3339), n.Name, n.Pos.File, n.Pos.Line)}
+		}
+	}
+	return nil
+}
+
 func runPlan(ctx context.Context, a *app, o planOptions) error {
 	inv, err := a.loadInventory()
 	if err != nil {
@@ -74,6 +101,9 @@ func runPlan(ctx context.Context, a *app, o planOptions) error {
 		}
 		if len(p.Problems) > 0 {
 			problems++
+		}
+		if n, ok := inv.Node(r.Node); ok {
+			p.Why = append(p.Why, deviceOnlyAdvice(ctx, env.st, n)...)
 		}
 		plans = append(plans, p)
 	}

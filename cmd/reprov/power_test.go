@@ -202,8 +202,8 @@ func TestPowerWrongPasswordFailsThatNode(t *testing.T) {
 		t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 	r := rows(out)
-	if row := r["bad-01"]; len(row) < 3 || row[2] != "failed" || !strings.Contains(strings.Join(row, " "), "authentication failed") {
-		t.Errorf("bad-01 row %q: want failed, authentication failed\n%s", row, out)
+	if row := r["bad-01"]; len(row) < 3 || row[2] != "failed" || !strings.Contains(strings.Join(row, " "), "BMC refused the credentials") {
+		t.Errorf("bad-01 row %q: want failed, BMC refused the credentials\n%s", row, out)
 	}
 	if !strings.Contains(errOut, "node bad-01: ") {
 		t.Errorf("stderr does not give bad-01's full error:\n%s", errOut)

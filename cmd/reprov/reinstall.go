@@ -117,9 +117,28 @@ func reinstall(ctx context.Context, a *app, o reinstallOptions) (*agent.Report, 
 	if err != nil {
 		return nil, usageError(err)
 	}
+	// The progress display: a bar for the run and a line per node in
+	// flight with its step on a terminal, plain lines otherwise; log
+	// lines go above the bars while it is shown.
+	var display *fleet.Display
+	if !o.noProgress {
+		display = fleet.NewDisplay(a.stderr, "reinstall")
+		defer a.logOut.set(a.logOut.set(display))
+		defer display.Close()
+	}
 	env, err := a.newEngineEnv(ctx, inv, true, func(c *agent.Config) {
 		c.NodeTimeout = o.Timeout
 		c.Events = o.events
+		if display != nil {
+			c.Events = func(ev agent.Event) {
+				if ev.Phase == "intent" {
+					display.Step(ev.Node, ev.Step)
+				}
+				if o.events != nil {
+					o.events(ev)
+				}
+			}
+		}
 		if o.tweak != nil {
 			o.tweak(c)
 		}
@@ -141,9 +160,9 @@ func reinstall(ctx context.Context, a *app, o reinstallOptions) (*agent.Report, 
 		return nil, err
 	}
 	defer stopLanding()
-	var progress io.Writer = a.stderr
-	if o.noProgress {
-		progress = nil
+	var progress io.Writer
+	if display != nil {
+		progress = display
 	}
 
 	rep, err := env.engine.Reinstall(ctx, nodes, agent.RunOptions{
@@ -157,6 +176,9 @@ func reinstall(ctx context.Context, a *app, o reinstallOptions) (*agent.Report, 
 		Progress:    progress,
 		ResumeOnly:  o.Resume,
 	})
+	if display != nil {
+		display.Close() // the bars are done before the table is printed
+	}
 	if err != nil {
 		return nil, failedError(err)
 	}
@@ -190,7 +212,7 @@ func reportReinstall(ctx context.Context, a *app, rep *agent.Report) error {
 			if r.Status == fleet.StatusOK {
 				status = "landed"
 			}
-			rows = append(rows, []string{r.Node, r.Rack, status, nr.Path, string(nr.Landing), job, r.Reason})
+			rows = append(rows, []string{r.Node, r.Rack, status, nr.Path, string(nr.Landing), job, a.reasonCell(r)})
 		}
 		if err := a.table([]string{"NODE", "RACK", "RESULT", "PATH", "LANDING", "JOB", "REASON"}, rows); err != nil {
 			return err
@@ -201,7 +223,7 @@ func reportReinstall(ctx context.Context, a *app, rep *agent.Report) error {
 			if r.Status != fleet.StatusFailed || r.Error == "" {
 				continue
 			}
-			fmt.Fprintf(a.stderr, "node %s: %s\n", r.Node, r.Error)
+			fmt.Fprintf(a.stderr, "node %s: %s\n", r.Node, dedupeChain(r.Error))
 		}
 	}
 	c := fleet.Count(rep.Results)
@@ -213,6 +235,20 @@ func reportReinstall(ctx context.Context, a *app, rep *agent.Report) error {
 		return errSomeFailed
 	}
 	return nil
+}
+
+// reasonCell is the REASON column: the reason with its cause ("precheck:
+// identify failed: no reprov-agent for linux/arm64 (…)"), shortened in the
+// table, whole under -o wide.
+func (a *app) reasonCell(r fleet.Result) string {
+	text := r.Reason
+	if r.Error != "" {
+		text = dedupeChain(r.Error)
+	}
+	if a.wideOutput() {
+		return text
+	}
+	return shorten(text, 100)
 }
 
 func selectionText(s selection) string {

@@ -22,12 +22,16 @@ Exit codes: 0 success; 1 some node failed (or validate found errors);
 			return a.setup(cmd)
 		},
 	}
+	// --version prints what `reprov version` prints (no configuration read).
+	root.Version = buildVersion().String()
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.configPath, "config", "", "config file (default: ./reprov.yaml, $XDG_CONFIG_HOME/reprov/config.yaml, /etc/reprov/config.yaml)")
 	pf.String("inventory", "", "node inventory file (env REPROV_INVENTORY)")
 	pf.String("state-dir", "", "state directory: jobs, audit log, learned quirks (env REPROV_STATE_DIR)")
-	pf.StringP("output", "o", "table", "output format: table or json (env REPROV_OUTPUT)")
+	pf.StringP("output", "o", "table", "output format: table, wide, json or yaml (env REPROV_OUTPUT)")
+	pf.BoolVar(&a.noHeaders, "no-headers", false, "tables without their header line, for scripts")
 	pf.String("log-level", "info", "log level: debug, info, warn, error (env REPROV_LOG_LEVEL)")
 	pf.String("server", "", "go through reprov serve's API at this URL (env REPROV_SERVER_URL; server.url)")
 	pf.Bool("local", false, "work in-process even when server.url is set")
@@ -50,6 +54,9 @@ Exit codes: 0 success; 1 some node failed (or validate found errors);
 		newLabCmd(a),
 		newTokenCmd(a),
 		newServeCmd(a),
+		newManPagesCmd(a),
+		newQuirksCmd(a),
 	)
+	addCompletions(root, a)
 	return root
 }

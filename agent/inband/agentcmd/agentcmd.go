@@ -209,7 +209,7 @@ type auditFlags struct {
 }
 
 func (a *auditFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&a.path, "audit", "reprov-agent-audit.jsonl", "audit log (JSON lines): intent before the act, outcome after")
+	cmd.Flags().StringVar(&a.path, "audit", "", "audit log (JSON lines): intent before the act, outcome after (default: reprov-agent-audit.jsonl in the state dir: $REPROV_STATE_DIR, else /var/lib/reprov as root, else $XDG_STATE_HOME/reprov)")
 	cmd.Flags().BoolVar(&a.off, "no-audit", false, "write no local audit log (the controller keeps its own)")
 	cmd.Flags().StringVar(&a.node, "node", "", "node name for the audit log and saved files (default: hostname)")
 	cmd.Flags().StringVar(&a.run, "run", "", "run id for the audit log")
@@ -233,11 +233,36 @@ func (a *auditFlags) open() (*audit.Log, error) {
 	if a.noFiles {
 		return nil, &UsageError{Err: errNoLocalFiles}
 	}
-	l, err := audit.Open(a.path, a.run, audit.Options{Log: a.log})
+	path := a.path
+	if path == "" {
+		dir := agentStateDir()
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("audit log: state dir: %w (give --audit FILE)", err)
+		}
+		path = filepath.Join(dir, "reprov-agent-audit.jsonl")
+	}
+	l, err := audit.Open(path, a.run, audit.Options{Log: a.log})
 	if err != nil {
 		return nil, fmt.Errorf("%w (use --no-audit only when the controller audits)", err)
 	}
 	return l, nil
+}
+
+// agentStateDir is where the agent's audit log goes by default, like the
+// controller's state dir (docs/configuration.md): $REPROV_STATE_DIR, else
+// /var/lib/reprov as root, else $XDG_STATE_HOME/reprov (~/.local/state/reprov).
+func agentStateDir() string {
+	if d := os.Getenv("REPROV_STATE_DIR"); d != "" {
+		return d
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/reprov"
+	}
+	if x := os.Getenv("XDG_STATE_HOME"); x != "" {
+		return filepath.Join(x, "reprov")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "state", "reprov")
 }
 
 // recorder runs one destructive act under the audit log in audit's

@@ -114,9 +114,15 @@ func TestWipeAndRestore(t *testing.T) {
 		t.Fatalf("audit %+v %v", recs, err)
 	}
 
-	out, code = a.run("restore-boot-sector", "--from", save, "--yes", "--no-audit", "-o", "json")
+	// Without --audit, the record goes to the state dir, not the current directory.
+	state := t.TempDir()
+	t.Setenv("REPROV_STATE_DIR", state)
+	out, code = a.run("restore-boot-sector", "--from", save, "--yes", "-o", "json")
 	if code != 0 {
 		t.Fatalf("restore: exit %d: %s", code, out)
+	}
+	if recs, err := audit.Read(filepath.Join(state, "reprov-agent-audit.jsonl")); err != nil || len(recs) != 2 {
+		t.Errorf("restore without --audit: records in the state dir %+v (%v), want intent and outcome", recs, err)
 	}
 	cur, _ = os.ReadFile(a.image)
 	if !bytes.Equal(cur, a.orig) {
