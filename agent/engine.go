@@ -379,7 +379,7 @@ func (e *Engine) Reinstall(ctx context.Context, nodes []inventory.Node, opts Run
 	if err != nil {
 		return nil, err
 	}
-	e.log.Info("reinstall run submitted", "run", sub.Run.ID, "nodes", len(nodes), "controller", w.id)
+	e.log.Info("reinstall run started", "run", sub.Run.ID, "nodes", len(nodes), "controller", w.id)
 	return e.Watch(ctx, sub, opts), nil
 }
 

@@ -20,14 +20,14 @@ import (
 type valueKind int
 
 const (
-	kindString      valueKind = iota
-	kindEnum                  // one of configKey.enum
-	kindPositiveInt           // an integer ≥ 1
-	kindCount                 // an integer ≥ 0
-	kindDuration              // a positive Go duration: 5s, 1m
-	kindList                  // a list of strings (comma-separated in the environment)
-	kindBool                  // true or false
-	kindDurationOrZero        // a Go duration ≥ 0 (0: off)
+	kindString         valueKind = iota
+	kindEnum                     // one of configKey.enum
+	kindPositiveInt              // an integer ≥ 1
+	kindCount                    // an integer ≥ 0
+	kindDuration                 // a positive Go duration: 5s, 1m
+	kindList                     // a list of strings (comma-separated in the environment)
+	kindBool                     // true or false
+	kindDurationOrZero           // a Go duration ≥ 0 (0: off)
 )
 
 // outputFormats are the values of output (-o).
