@@ -57,6 +57,11 @@ import (
 	"github.com/reprov/reprov/playbooks"
 )
 
+// CoverageGap is the longest gap in the landing endpoints' heartbeats
+// that still counts as "an endpoint answered all the while": shorter than
+// the retry period of the netboot script in docs/netboot.md.
+const CoverageGap = 8 * time.Second
+
 // Defaults of Config.
 const (
 	DefaultLeaseTTL      = 30 * time.Second
@@ -223,8 +228,10 @@ func New(cfg Config) (*Engine, error) {
 		st := cfg.Store
 		cfg.EndpointCoverage = func(ctx context.Context, from, to time.Time) (bool, error) {
 			// A keeper heartbeats every second and a port changes hands
-			// within about 1.5 s: a longer gap means nobody answered.
-			ok, _, err := st.EndpointCoverage(ctx, from, to, 3*time.Second)
+			// within about 1.5 s (more on a loaded controller); netboot
+			// clients retry a failed request (docs/netboot.md), so a gap
+			// shorter than their retry period lost nothing.
+			ok, _, err := st.EndpointCoverage(ctx, from, to, CoverageGap)
 			return ok, err
 		}
 	}
