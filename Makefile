@@ -8,7 +8,7 @@ FUZZTIME  ?= 30s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 
-.PHONY: all build demo test test-deps unit lint fmt fuzz bench bench-peers clean
+.PHONY: all build demo test test-deps unit lint fmt fuzz bench bench-peers fault-matrix clean
 
 all: build
 
@@ -54,6 +54,11 @@ bench:
 ## bench-peers: reprov vs FreeIPMI vs ipmitool against the same 256 BMCs
 bench-peers:
 	./scripts/bench-peers.sh
+
+## fault-matrix: 1,000 simulated nodes, every fault of docs/reliability.md, the report in FAULT_MATRIX_OUT
+FAULT_MATRIX_OUT ?= $(BIN)/fault-matrix
+fault-matrix: build
+	$(GO) run ./lab/faultmatrix/cmd/faultmatrix -reprov $(BIN)/reprov -matrix full -out $(FAULT_MATRIX_OUT) -commit $(VERSION)
 
 clean:
 	rm -rf $(BIN)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reprov/reprov/agent/store"
 	"github.com/reprov/reprov/lab/faultmatrix"
+	"github.com/reprov/reprov/lab/fleet"
 )
 
 // reprovChild returns a command running this test binary as reprov (see
@@ -70,3 +73,115 @@ func TestFaultMatrix(t *testing.T) {
 // knownShort are the faults and invariants docs/reliability.md lists under
 // "Not yet 100 %" (engine changes the lead owns).
 var knownShort = map[string]bool{}
+
+// TestStateDiskFull: the state dir is a small tmpfs, filled to the last
+// byte once every job is running its precheck (slowed by a 2 s BMC
+// round trip). An intent that cannot be written must never be followed by
+// its act: no node is booted and no boot override is written while the
+// disk is full (docs/reliability.md, controller faults).
+func TestStateDiskFull(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a controller against BMCs with 2 s round trips")
+	}
+	dir := t.TempDir()
+	c := newLabCLIFaults(t, dir, []fleet.ModelCount{{Model: fleet.ModelIPMI, Count: 3}},
+		map[string][]fleet.Fault{"ipmi-001": {fleet.FaultLatency}, "ipmi-002": {fleet.FaultLatency}, "ipmi-003": {fleet.FaultLatency}})
+	if err := os.MkdirAll(c.stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", c.stateDir).CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mount a tmpfs for the state dir (needs root): %v %s", err, out)
+		}
+		t.Skipf("cannot mount a tmpfs for the state dir (needs root): %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", c.stateDir).Run() })
+	ctx := ctxFor(t, 3*time.Minute)
+	cmd := reprovChild(t, dir)(ctx, "--config", c.config, "reinstall", "--all", "--yes")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	st := c.storeWhenReady(ctx)
+	for {
+		jobs, _ := st.NodeJobs(ctx, store.JobFilter{States: []store.JobState{store.JobRunning}})
+		if len(jobs) == 3 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the controller ended before every job ran: %v\n%s", err, out.String())
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	// Fill the state dir's file system.
+	f, err := os.Create(filepath.Join(c.stateDir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	for {
+		if _, err := f.Write(buf[:1]); err != nil {
+			break
+		}
+	}
+	f.Close()
+	full := time.Now()
+	// The prechecks end within ~30 s; give the engine time to try acts.
+	select {
+	case err := <-done:
+		t.Logf("the controller ended while the disk was full: %v", err)
+	case <-time.After(40 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Logf("the controller still ran after 40 s with the disk full: killed")
+	}
+	for _, n := range c.lab.Nodes() {
+		s := n.Status()
+		if s.BootCount != 0 || n.IPMIBMC().Machine().BootFlags().Valid {
+			t.Errorf("%s was acted on with the state dir full: %d boot(s), boot override %+v", n.Name(), s.BootCount, n.IPMIBMC().Machine().BootFlags())
+		}
+	}
+	t.Logf("disk full for %s; controller output:\n%s", time.Since(full).Round(time.Second), out.String())
+	c.noSecrets(out.String())
+}
+
+// newLabCLIFaults is newLabCLI with faults, its state dir under dir.
+func newLabCLIFaults(t *testing.T, dir string, mix []fleet.ModelCount, faults map[string][]fleet.Fault) *labCLI {
+	t.Helper()
+	l, err := fleet.Start(context.Background(), fleet.Config{Mix: mix, Dir: filepath.Join(dir, "lab"),
+		BootDelay: 20 * time.Millisecond, OSBootTime: 100 * time.Millisecond, Faults: faults,
+		NetbootRetry: 20 * time.Millisecond, NetbootRetryMax: 200 * time.Millisecond, PowerPoll: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	files, err := l.WriteFiles(filepath.Join(dir, "lab", "inventory.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &labCLI{t: t, lab: l, dir: dir, stateDir: filepath.Join(dir, "state"), config: filepath.Join(dir, "reprov-test.yaml")}
+	cfg := fmt.Sprintf("inventory: %q\nstate_dir: %q\nlanding:\n  listen: %q\n  url: %q\n  kernel: http://netboot.test/vmlinuz\n  initrd: [http://netboot.test/initrd.img]\n  cmdline: boot=live\nstore:\n  lease: 3s\n",
+		files.Inventory, c.stateDir, l.LandingListen(), l.LandingURL())
+	if err := os.WriteFile(c.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{files.BMCPassword, files.Identity} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.secrets = append(c.secrets, strings.TrimSpace(string(b)))
+	}
+	return c
+}

@@ -231,9 +231,12 @@ type NodeResult struct {
 	OpenSessions  int  `json:"open_bmc_sessions"`
 	// Duration is from the first job's start to the last job's end.
 	Duration time.Duration `json:"duration_ns"`
-	OK            bool `json:"ok"`
+	OK       bool          `json:"ok"`
 	// Why says what differs from the expectation.
 	Why string `json:"why,omitempty"`
+	// Steps is the step record of a node not as expected (what
+	// `reprov jobs show NODE -o json` shows), oldest first.
+	Steps []store.Step `json:"steps,omitempty"`
 }
 
 // Row is one fault's line of the report.
@@ -371,6 +374,7 @@ func Run(ctx context.Context, spec Spec, o Options) (*Report, error) {
 		}
 	}()
 	outageDone := spec.LandingOutageAt <= 0
+	killedSessions := map[string]int{}
 	for i := 0; i <= len(spec.Kills); i++ {
 		a := slices.Clone(args)
 		if i > 0 {
@@ -427,6 +431,12 @@ func Run(ctx context.Context, spec Spec, o Options) (*Report, error) {
 				_ = cmd.Process.Signal(syscall.SIGKILL)
 				<-done
 				c.Killed, c.KilledAt = true, frac
+				// The killed controller could not close its BMC
+				// sessions: they stay until the BMC's inactivity
+				// timeout. Count them, to tell them from leaks.
+				for _, n := range nodes {
+					killedSessions[n.Name()] += n.OpenBMCSessions()
+				}
 				say("controller %d SIGKILLed at %.0f %% of the nodes started", i+1, 100*frac)
 				break wait
 			}
@@ -456,7 +466,7 @@ func Run(ctx context.Context, spec Spec, o Options) (*Report, error) {
 	waitSessionsClosed(ctx, nodes, 3*time.Second)
 	rep.Duration = time.Since(rep.Started)
 	rep.LoadAfter = loadAvg()
-	if err := rep.collect(ctx, st, nodes, sectors, stateDir, outputs, secrets); err != nil {
+	if err := rep.collect(ctx, st, nodes, sectors, killedSessions, stateDir, outputs, secrets); err != nil {
 		return nil, err
 	}
 	return rep, nil
@@ -513,7 +523,8 @@ func faultOf(n *fleet.Node) fleet.Fault {
 	return ""
 }
 
-func (r *Report) collect(ctx context.Context, st *store.Store, nodes []*fleet.Node, sectors map[string][]byte, stateDir string, outputs []string, secrets []string) error {
+func (r *Report) collect(ctx context.Context, st *store.Store, nodes []*fleet.Node, sectors map[string][]byte, killedSessions map[string]int,
+	stateDir string, outputs []string, secrets []string) error {
 	auditPath := filepath.Join(stateDir, "audit.jsonl")
 	recs, err := audit.Read(auditPath)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -548,8 +559,9 @@ func (r *Report) collect(ctx context.Context, st *store.Store, nodes []*fleet.No
 	invPower := Invariant{Name: "power actions ≤ 1 per job generation (the playbooks' one oob attempt)"}
 	invIntent := Invariant{Name: "no destructive act without an intent before it", Violations: orphans}
 	invSettled := Invariant{Name: "no intent left unsettled"}
-	invSessions := Invariant{Name: "0 BMC sessions left open (BMCs without datagram loss)"}
+	invSessions := Invariant{Name: "0 BMC sessions left open (beyond those of SIGKILLed controllers; BMCs without datagram loss)"}
 	lossy := Invariant{Name: "BMC sessions left open on lossy links (Close Session lost; they expire on the BMC)", Held: true}
+	killed := Invariant{Name: "BMC sessions of SIGKILLed controllers still open (they expire on the BMC)", Held: true}
 	invSecrets := Invariant{Name: "0 secrets in any output"}
 	byFault := map[string]*Row{}
 	var order []string
@@ -583,6 +595,14 @@ func (r *Report) collect(ctx context.Context, st *store.Store, nodes []*fleet.No
 		res.OpenSessions = n.OpenBMCSessions()
 		res.Why = judge(res)
 		res.OK = res.Why == ""
+		if !res.OK {
+			for i := len(jobs) - 1; i >= 0; i-- {
+				steps, err := st.Steps(ctx, jobs[i].ID)
+				if err == nil {
+					res.Steps = append(res.Steps, steps...)
+				}
+			}
+		}
 		if res.Wipes > 1 {
 			invWipes.Violations = append(invWipes.Violations, fmt.Sprintf("%s: %d wipes", n.Name(), res.Wipes))
 		}
@@ -594,6 +614,10 @@ func (r *Report) collect(ctx context.Context, st *store.Store, nodes []*fleet.No
 		}
 		if open, err := st.UnsettledSteps(ctx, n.Name()); err != nil || len(open) > 0 {
 			invSettled.Violations = append(invSettled.Violations, fmt.Sprintf("%s: %d unsettled intent(s) %v", n.Name(), len(open), err))
+		}
+		if k := min(res.OpenSessions, killedSessions[n.Name()]); k > 0 {
+			killed.Violations = append(killed.Violations, fmt.Sprintf("%s (%s): %d session(s)", n.Name(), res.Fault, k))
+			res.OpenSessions -= k
 		}
 		if res.OpenSessions > 0 && slices.Contains([]fleet.Fault{fleet.FaultLoss1, fleet.FaultLoss10, fleet.FaultLoss30}, f) {
 			lossy.Violations = append(lossy.Violations, fmt.Sprintf("%s (%s): %d session(s) open", n.Name(), res.Fault, res.OpenSessions))
@@ -661,7 +685,7 @@ func (r *Report) collect(ctx context.Context, st *store.Store, nodes []*fleet.No
 		inv.Held = len(inv.Violations) == 0
 		r.Invariants = append(r.Invariants, *inv)
 	}
-	r.Notes = append(r.Notes, lossy)
+	r.Notes = append(r.Notes, lossy, killed)
 	return nil
 }
 
