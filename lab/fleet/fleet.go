@@ -299,8 +299,7 @@ func maxOSUp(mix []ModelCount, limit int) int {
 	sockets := 0
 	for _, mc := range mix {
 		sockets += mc.Count
-		if mc.Model == ModelFlaky || mc.Model == ModelIPMI {
-			// ipmi nodes may carry a fault that puts a proxy in front.
+		if mc.Model == ModelFlaky {
 			sockets += mc.Count
 		}
 	}
