@@ -72,7 +72,11 @@ func TestFaultMatrix(t *testing.T) {
 
 // knownShort are the faults and invariants docs/reliability.md lists under
 // "Not yet 100 %" (engine changes the lead owns).
-var knownShort = map[string]bool{}
+var knownShort = map[string]bool{
+	"loss30":              true, // precheck gives up at 30 % loss about half the time
+	"bmc-reboot":          true, // a BMC rebooting after the override makes the oob path impossible at once
+	"ssh-hostkey-changed": true, // a changed host key does not stop the node
+}
 
 // TestStateDiskFull: the state dir is a small tmpfs, filled to the last
 // byte once every job is running its precheck (slowed by a 2 s BMC

@@ -61,6 +61,9 @@ type Spec struct {
 	MaxParallel, PerRack int
 	// Timeout bounds the whole run.
 	Timeout time.Duration
+	// Stall: a controller under which no job changed state or step for
+	// this long is reported stuck and killed (0: only Timeout).
+	Stall time.Duration
 }
 
 // Small is the matrix of `make test`: a few nodes per fault.
@@ -74,6 +77,7 @@ func Small() Spec {
 		LandingOutageAt: 0.3,
 		LandingOutage:   2 * time.Second,
 		MaxParallel:     6,
+		Stall:           75 * time.Second,
 		BootDelay:       200 * time.Millisecond,
 		OSBootTime:      300 * time.Millisecond,
 		Timeout:         4 * time.Minute,
@@ -95,7 +99,8 @@ func Full() Spec {
 		OSBootTime:      time.Second,
 		MaxParallel:     250,
 		PerRack:         32,
-		Timeout:         10 * time.Minute,
+		Timeout:         8 * time.Minute,
+		Stall:           90 * time.Second,
 	}
 }
 
@@ -264,6 +269,8 @@ type Controller struct {
 	Exit     int           `json:"exit"`
 	Duration time.Duration `json:"duration_ns"`
 	Output   string        `json:"output_file"`
+	// TimedOut: still running when the matrix's time was up (killed).
+	TimedOut bool `json:"timed_out,omitempty"`
 }
 
 // Report is a matrix's result.
@@ -307,9 +314,12 @@ func Run(ctx context.Context, spec Spec, o Options) (*Report, error) {
 	if o.Reprov == nil || o.Dir == "" {
 		return nil, errors.New("faultmatrix: Options.Reprov and Options.Dir are required")
 	}
+	// runCtx bounds the controllers; ctx the whole matrix, so that a
+	// run cut by the timeout is still reported.
+	runCtx := ctx
 	if spec.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, spec.Timeout)
+		runCtx, cancel = context.WithTimeout(ctx, spec.Timeout)
 		defer cancel()
 	}
 	progress := o.Progress
@@ -386,6 +396,7 @@ func Run(ctx context.Context, spec Spec, o Options) (*Report, error) {
 			return nil, err
 		}
 		cmd := o.Reprov(ctx, a...)
+		cmd.WaitDelay = 5 * time.Second
 		cmd.Stdout, cmd.Stderr = f, f
 		start := time.Now()
 		if err := cmd.Start(); err != nil {
@@ -401,17 +412,27 @@ func Run(ctx context.Context, spec Spec, o Options) (*Report, error) {
 			killAt = spec.Kills[i]
 		}
 		tick := time.NewTicker(100 * time.Millisecond)
+		lastSig, lastChange := "", time.Now()
 	wait:
 		for {
 			select {
 			case <-done:
 				break wait
-			case <-ctx.Done():
+			case <-runCtx.Done():
+				if ctx.Err() != nil {
+					_ = cmd.Process.Kill()
+					<-done
+					tick.Stop()
+					f.Close()
+					return nil, fmt.Errorf("faultmatrix: controller %d: %w", i+1, ctx.Err())
+				}
+				// The matrix's time is up: stop the controller
+				// (SIGKILL, as a stuck one would be) and report.
 				_ = cmd.Process.Kill()
 				<-done
-				tick.Stop()
-				f.Close()
-				return nil, fmt.Errorf("faultmatrix: controller %d: %w", i+1, ctx.Err())
+				c.TimedOut = true
+				say("controller %d still running after the matrix's %s: killed, reporting what the store holds", i+1, spec.Timeout)
+				break wait
 			case <-tick.C:
 			}
 			if st == nil {
@@ -420,7 +441,16 @@ func Run(ctx context.Context, spec Spec, o Options) (*Report, error) {
 					continue
 				}
 			}
-			frac := startedFraction(ctx, st, len(nodes))
+			frac, sig := startedFraction(ctx, st, len(nodes))
+			if sig != lastSig {
+				lastSig, lastChange = sig, time.Now()
+			} else if spec.Stall > 0 && time.Since(lastChange) > spec.Stall {
+				_ = cmd.Process.Kill()
+				<-done
+				c.TimedOut = true
+				say("controller %d: no job changed for %s: stuck, killed; reporting what the store holds", i+1, spec.Stall)
+				break wait
+			}
 			if !outageDone && frac >= spec.LandingOutageAt {
 				outageDone = true
 				rep.LandingOutage = fmt.Sprintf("%.0f %% of the nodes started: the landing address refused connections for %s", 100*frac, spec.LandingOutage)
@@ -448,6 +478,10 @@ func Run(ctx context.Context, spec Spec, o Options) (*Report, error) {
 		rep.Controllers = append(rep.Controllers, c)
 		b, _ := os.ReadFile(outFile)
 		outputs = append(outputs, string(b))
+		if c.TimedOut {
+			say("controller %d stopped as stuck after %s", i+1, c.Duration.Round(time.Millisecond))
+			break
+		}
 		if !c.Killed {
 			say("controller %d exited %d after %s", i+1, c.Exit, c.Duration.Round(time.Millisecond))
 			if i < len(spec.Kills) {
@@ -486,19 +520,31 @@ func openStore(ctx context.Context, stateDir string) *store.Store {
 	return st
 }
 
-// startedFraction is the fraction of total whose job left the queue.
-func startedFraction(ctx context.Context, st *store.Store, total int) float64 {
+// startedFraction is the fraction of total whose job left the queue,
+// counted once every node has a job: a controller killed while it still
+// submits the run leaves nodes without a job, which `reinstall --resume`
+// does not pick up (docs/reliability.md, "Not yet 100 %"), so the kills
+// wait for the whole run to be submitted.
+// It also returns a signature of every job's state and step, which
+// changes whenever any job moves.
+func startedFraction(ctx context.Context, st *store.Store, total int) (float64, string) {
 	jobs, err := st.NodeJobs(ctx, store.JobFilter{})
 	if err != nil || total == 0 {
-		return 0
+		return 0, ""
 	}
-	started := map[string]bool{}
+	var sig strings.Builder
+	started, submitted := map[string]bool{}, map[string]bool{}
 	for _, j := range jobs {
+		fmt.Fprintf(&sig, "%d:%s:%s:%d;", j.ID, j.State, j.Step, j.Generation)
+		submitted[j.Node] = true
 		if j.State != store.JobQueued {
 			started[j.Node] = true
 		}
 	}
-	return float64(len(started)) / float64(total)
+	if len(submitted) < total {
+		return 0, sig.String()
+	}
+	return float64(len(started)) / float64(total), sig.String()
 }
 
 func waitSessionsClosed(ctx context.Context, nodes []*fleet.Node, d time.Duration) {

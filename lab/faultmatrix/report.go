@@ -49,6 +49,9 @@ func (r *Report) Table(w io.Writer) {
 		if c.Killed {
 			end = fmt.Sprintf("SIGKILLed at %.0f %% of the nodes started", 100*c.KilledAt)
 		}
+		if c.TimedOut {
+			end = "still running when the matrix's time was up: killed"
+		}
 		fmt.Fprintf(w, "controller: reprov %s: %s after %s\n", strings.Join(c.Args[2:], " "), end, c.Duration.Round(time.Millisecond))
 	}
 	if r.LandingOutage != "" {
@@ -96,6 +99,9 @@ func (r *Report) Markdown() string {
 		end := fmt.Sprintf("exit %d", c.Exit)
 		if c.Killed {
 			end = fmt.Sprintf("SIGKILLed at %.0f %% of the nodes started", 100*c.KilledAt)
+		}
+		if c.TimedOut {
+			end = "still running when the matrix's time was up: killed"
 		}
 		fmt.Fprintf(&b, "- controller `reprov %s`: %s after %s\n", strings.Join(c.Args[2:], " "), end, c.Duration.Round(time.Millisecond))
 	}
