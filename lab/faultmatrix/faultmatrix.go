@@ -269,8 +269,9 @@ type Controller struct {
 	Exit     int           `json:"exit"`
 	Duration time.Duration `json:"duration_ns"`
 	Output   string        `json:"output_file"`
-	// TimedOut: still running when the matrix's time was up (killed).
-	TimedOut bool `json:"timed_out,omitempty"`
+	// TimedOut: stopped by the matrix (killed): Stopped says why.
+	TimedOut bool   `json:"timed_out,omitempty"`
+	Stopped  string `json:"stopped,omitempty"`
 }
 
 // Report is a matrix's result.
@@ -411,7 +412,7 @@ func Run(ctx context.Context, spec Spec, o Options) (*Report, error) {
 		if i < len(spec.Kills) {
 			killAt = spec.Kills[i]
 		}
-		tick := time.NewTicker(100 * time.Millisecond)
+		tick := time.NewTicker(500 * time.Millisecond)
 		lastSig, lastChange := "", time.Now()
 	wait:
 		for {
@@ -430,7 +431,7 @@ func Run(ctx context.Context, spec Spec, o Options) (*Report, error) {
 				// (SIGKILL, as a stuck one would be) and report.
 				_ = cmd.Process.Kill()
 				<-done
-				c.TimedOut = true
+				c.TimedOut, c.Stopped = true, fmt.Sprintf("still running when the matrix's %s were up", spec.Timeout)
 				say("controller %d still running after the matrix's %s: killed, reporting what the store holds", i+1, spec.Timeout)
 				break wait
 			case <-tick.C:
@@ -447,7 +448,7 @@ func Run(ctx context.Context, spec Spec, o Options) (*Report, error) {
 			} else if spec.Stall > 0 && time.Since(lastChange) > spec.Stall {
 				_ = cmd.Process.Kill()
 				<-done
-				c.TimedOut = true
+				c.TimedOut, c.Stopped = true, fmt.Sprintf("stuck: no job changed state or step for %s", spec.Stall)
 				say("controller %d: no job changed for %s: stuck, killed; reporting what the store holds", i+1, spec.Stall)
 				break wait
 			}
@@ -658,8 +659,10 @@ func (r *Report) collect(ctx context.Context, st *store.Store, nodes []*fleet.No
 		if res.Boots > 0 && destructive[n.Name()] == 0 {
 			invIntent.Violations = append(invIntent.Violations, fmt.Sprintf("%s: booted %d time(s) with no power or in-band intent in the audit log", n.Name(), res.Boots))
 		}
-		if open, err := st.UnsettledSteps(ctx, n.Name()); err != nil || len(open) > 0 {
-			invSettled.Violations = append(invSettled.Violations, fmt.Sprintf("%s: %d unsettled intent(s) %v", n.Name(), len(open), err))
+		if open, err := st.UnsettledSteps(ctx, n.Name()); err != nil {
+			invSettled.Violations = append(invSettled.Violations, fmt.Sprintf("%s: %v", n.Name(), err))
+		} else if len(open) > 0 {
+			invSettled.Violations = append(invSettled.Violations, fmt.Sprintf("%s: %d unsettled intent(s), the first %s (job %d)", n.Name(), len(open), open[0].Name, open[0].JobID))
 		}
 		if k := min(res.OpenSessions, killedSessions[n.Name()]); k > 0 {
 			killed.Violations = append(killed.Violations, fmt.Sprintf("%s (%s): %d session(s)", n.Name(), res.Fault, k))

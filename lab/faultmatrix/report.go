@@ -50,7 +50,7 @@ func (r *Report) Table(w io.Writer) {
 			end = fmt.Sprintf("SIGKILLed at %.0f %% of the nodes started", 100*c.KilledAt)
 		}
 		if c.TimedOut {
-			end = "still running when the matrix's time was up: killed"
+			end = "killed by the matrix, " + c.Stopped
 		}
 		fmt.Fprintf(w, "controller: reprov %s: %s after %s\n", strings.Join(c.Args[2:], " "), end, c.Duration.Round(time.Millisecond))
 	}
@@ -101,7 +101,7 @@ func (r *Report) Markdown() string {
 			end = fmt.Sprintf("SIGKILLed at %.0f %% of the nodes started", 100*c.KilledAt)
 		}
 		if c.TimedOut {
-			end = "still running when the matrix's time was up: killed"
+			end = "killed by the matrix, " + c.Stopped
 		}
 		fmt.Fprintf(&b, "- controller `reprov %s`: %s after %s\n", strings.Join(c.Args[2:], " "), end, c.Duration.Round(time.Millisecond))
 	}
@@ -115,8 +115,13 @@ func (r *Report) Markdown() string {
 				b.WriteString("\nNodes not in their expected terminal state:\n\n")
 			}
 			bad++
-			fmt.Fprintf(&b, "- `%s` (%s): %s — reason \"%s\"\n", n.Node, n.Fault, n.Why, n.Reason)
+			if bad <= 25 {
+				fmt.Fprintf(&b, "- `%s` (%s): %s — reason \"%s\"\n", n.Node, n.Fault, n.Why, n.Reason)
+			}
 		}
+	}
+	if bad > 25 {
+		fmt.Fprintf(&b, "- … %d more (fault-matrix.json has every node with its step record)\n", bad-25)
 	}
 	ok := len(r.Results) - bad
 	fmt.Fprintf(&b, "\n**%d/%d nodes in their expected terminal state (%.1f %%).**\n", ok, len(r.Results), 100*float64(ok)/float64(max(1, len(r.Results))))
