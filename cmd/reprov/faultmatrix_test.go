@@ -35,8 +35,8 @@ func reprovChild(t *testing.T, dir string) func(ctx context.Context, args ...str
 // nodes per fault, the controller SIGKILLed at half the nodes started and
 // resumed, the landing endpoint's address taken away for a while. Every
 // node must end in its expected terminal state and every invariant hold;
-// the cases docs/reliability.md lists under "Not yet 100 %" are reported
-// and tolerated (knownShort), so that a regression anywhere else fails.
+// the cases docs/reliability.md lists under "Not yet 100 %" are logged and
+// tolerated (knownCause), so that a regression anywhere else fails.
 func TestFaultMatrix(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the fault matrix runs a lab and several controllers")
@@ -55,14 +55,22 @@ func TestFaultMatrix(t *testing.T) {
 	if err := rep.Write(dir); err != nil {
 		t.Fatal(err)
 	}
-	for _, inv := range rep.Invariants {
-		if !inv.Held && !knownShort[inv.Name] {
-			t.Errorf("invariant %q violated: %v", inv.Name, inv.Violations)
-		}
-	}
+	stranded := false
 	for _, n := range rep.Results {
-		if !n.OK && !knownShort[n.Fault] {
-			t.Errorf("%s (%s): %s (reason %q)", n.Node, n.Fault, n.Why, n.Reason)
+		if n.OK {
+			continue
+		}
+		if why := knownCause(n); why != "" {
+			t.Logf("%s (%s): not as expected, a known case (docs/reliability.md, Not yet 100 %%, %s): %s", n.Node, n.Fault, why, n.Why)
+			stranded = stranded || n.State == store.JobQueued
+			continue
+		}
+		t.Errorf("%s (%s): %s (reason %q)", n.Node, n.Fault, n.Why, n.Reason)
+	}
+	for _, inv := range rep.Invariants {
+		// A stranded job keeps the intent it was requeued with (6).
+		if !inv.Held && !(stranded && strings.HasPrefix(inv.Name, "no intent left unsettled")) {
+			t.Errorf("invariant %q violated: %v", inv.Name, inv.Violations)
 		}
 	}
 	if len(rep.Controllers) < 2 || !rep.Controllers[0].Killed {
@@ -70,12 +78,28 @@ func TestFaultMatrix(t *testing.T) {
 	}
 }
 
-// knownShort are the faults and invariants docs/reliability.md lists under
-// "Not yet 100 %" (engine changes the lead owns).
-var knownShort = map[string]bool{
-	"loss30":              true, // precheck gives up at 30 % loss about half the time
-	"bmc-reboot":          true, // a BMC rebooting after the override makes the oob path impossible at once
-	"ssh-hostkey-changed": true, // a changed host key does not stop the node
+// knownCause names the case of docs/reliability.md's "Not yet 100 %" a
+// node not in its expected state falls under ("" when none: a failure).
+// These are engine changes the lead owns; the matrix keeps reporting them.
+func knownCause(n faultmatrix.NodeResult) string {
+	steps, _ := json.Marshal(n.Steps)
+	switch {
+	case n.Fault == "loss30":
+		return "1: precheck gives up at 30 % loss; 8: lost power-cycle replies"
+	case n.Fault == "bmc-reboot":
+		return "2: a rebooting BMC makes the out-of-band path impossible at once"
+	case n.Fault == "ssh-hostkey-changed":
+		return "3: a changed host key does not stop the node"
+	case n.State == store.JobQueued:
+		return "6: queued jobs fetched by a dead controller stay queued"
+	case strings.Contains(n.Reason, "fencing: lease check") || strings.Contains(string(steps), "fencing: lease check"):
+		return "7: a lease check that times out"
+	case strings.Contains(n.Reason, "may have been executed") || strings.Contains(string(steps), "may have been executed"):
+		return "8: a lost power-cycle reply is not an unknown outcome"
+	case n.State == store.JobLanded && (n.Path == "" || strings.Contains(string(steps), `"settled"`)):
+		return "9: the path is not recorded after a settlement"
+	}
+	return ""
 }
 
 // TestStateDiskFull: the state dir is a small tmpfs, filled to the last
