@@ -14,7 +14,7 @@ LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 
-.PHONY: all build man install uninstall demo test test-deps unit docs-test lint fmt fuzz bench bench-peers clean
+.PHONY: all build man install uninstall demo test test-deps unit docs-test lint fmt fuzz bench bench-peers fault-matrix clean
 
 all: build
 
@@ -80,6 +80,11 @@ bench:
 ## bench-peers: reprov vs FreeIPMI vs ipmitool against the same 256 BMCs
 bench-peers:
 	./scripts/bench-peers.sh
+
+## fault-matrix: 1,000 simulated nodes, every fault of docs/reliability.md, the report in FAULT_MATRIX_OUT
+FAULT_MATRIX_OUT ?= $(BIN)/fault-matrix
+fault-matrix: build
+	$(GO) run ./lab/faultmatrix/cmd/faultmatrix -reprov $(BIN)/reprov -matrix full -out $(FAULT_MATRIX_OUT) -commit $(VERSION)
 
 clean:
 	rm -rf $(BIN)

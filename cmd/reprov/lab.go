@@ -30,6 +30,9 @@ type labUpOptions struct {
 	PoweredOff bool
 	// MaxOSUp bounds the OSes up at once (0: fleet.MaxOSUpFor the mix).
 	MaxOSUp int
+	// Faults is FAULT=COUNT,…: faults given to the first nodes of their
+	// base models (fleet.AssignFaults; docs/reliability.md).
+	Faults []string
 	// ready, if set, gets the lab's files once they are written (tests).
 	ready func(fleet.Files)
 }
@@ -56,6 +59,13 @@ flaky (its BMC loses and delays datagrams), dead-bmc (never answers), wrong-iden
 another machine: the identity check must stop it), wrong-bmc (its BMC answers for another
 machine: another system GUID and serial).
 
+Faults (--fault FAULT=COUNT, repeatable; docs/reliability.md says what reprov must do about each)
+go to the first COUNT nodes of the fault's base model that have no other fault: loss1, loss10,
+loss30, latency, bad-credentials, bmc-reboot, ignores-override, override-second-cycle,
+ssh-hostkey-changed, ssh-refuses-auth (ipmi nodes); redfish-503, redfish-409,
+redfish-session-limit (redfish); slow-os, disk-refuses-write (hp-dl360-g7); wrong-identity,
+wrong-bmc, dead-bmc (the models of those names).
+
 Written next to the inventory: reprov.yaml (inventory, state_dir, landing.listen and landing.url
 on a free 127.0.0.1 port), the BMC password (file: reference, mode 0600), the controller's SSH
 key and the nodes' known_hosts, and the Redfish CA. Every reprov command can use them:
@@ -74,6 +84,7 @@ key and the nodes' known_hosts, and the Redfish CA. Every reprov command can use
 	f.DurationVar(&o.Latency, "latency", 0, "added to every SSH exchange and to flaky BMCs' datagrams")
 	f.BoolVar(&o.PoweredOff, "powered-off", false, "start every node powered off (implied beyond --max-os-up nodes)")
 	f.IntVar(&o.MaxOSUp, "max-os-up", 0, "OSes up at once; each holds an SSH listener (default 9000, or less if the open-file limit says so)")
+	f.StringArrayVar(&o.Faults, "fault", nil, "FAULT=COUNT[,FAULT=COUNT…]: inject a fault on the first COUNT nodes of its base model (repeatable)")
 	cmd.AddCommand(up)
 	return cmd
 }
@@ -103,6 +114,18 @@ func runLabUp(ctx context.Context, a *app, o labUpOptions) error {
 	if total == 0 {
 		return usagef("lab up: no nodes")
 	}
+	var counts []fleet.FaultCount
+	for _, s := range o.Faults {
+		fc, err := fleet.ParseFaults(s)
+		if err != nil {
+			return usageError(err)
+		}
+		counts = append(counts, fc...)
+	}
+	faults, err := fleet.AssignFaults(mix, counts)
+	if err != nil {
+		return usageError(err)
+	}
 	maxUp := o.MaxOSUp
 	if maxUp == 0 {
 		maxUp = fleet.MaxOSUpFor(mix)
@@ -120,6 +143,7 @@ func runLabUp(ctx context.Context, a *app, o labUpOptions) error {
 		Latency:    o.Latency,
 		PoweredOff: poweredOff,
 		MaxOSUp:    maxUp,
+		Faults:     faults,
 		Logger:     a.log,
 	})
 	if err != nil {
@@ -152,6 +176,8 @@ type labSummary struct {
 	PoweredOff bool              `json:"powered_off"`
 	LandingURL string            `json:"landing_url"`
 	Files      fleet.Files       `json:"files"`
+	// Faults lists the nodes of each injected fault.
+	Faults map[fleet.Fault][]string `json:"faults,omitempty"`
 }
 
 type labModelSummary struct {
@@ -173,6 +199,14 @@ func printLabSummary(a *app, lab *fleet.Lab, files fleet.Files, impliedOff bool)
 		}
 		sum.Nodes += mc.Count
 		sum.Models = append(sum.Models, ms)
+	}
+	for _, n := range lab.Nodes() {
+		for _, f := range n.Faults() {
+			if sum.Faults == nil {
+				sum.Faults = map[fleet.Fault][]string{}
+			}
+			sum.Faults[f] = append(sum.Faults[f], n.Name())
+		}
 	}
 	if len(lab.Nodes()) > 0 {
 		sum.PoweredOff = !lab.Nodes()[0].Status().Powered
@@ -200,6 +234,11 @@ func printLabSummary(a *app, lab *fleet.Lab, files fleet.Files, impliedOff bool)
 	}
 	if err := a.table([]string{"MODEL", "NODES", "BMC", "PLAYBOOK"}, rows); err != nil {
 		return err
+	}
+	for _, f := range fleet.Faults() {
+		if names := sum.Faults[f]; len(names) > 0 {
+			fmt.Fprintf(a.stdout, "fault %s: %s\n", f, strings.Join(names, ", "))
+		}
 	}
 	fmt.Fprintf(a.stdout, "\ninventory:    %s\n", files.Inventory)
 	fmt.Fprintf(a.stdout, "config:       %s\n", files.Config)

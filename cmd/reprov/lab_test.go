@@ -50,7 +50,8 @@ func TestLabUpWritesAnInventoryReprovCommandsUse(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- runWithLabCmd(ctx, c, &labOut, &labErr, "lab", "up", "--write-inventory", inv,
-			"--mix", "ipmi=3,hp-dl360-g7=2,redfish=1,uefi=1", "--boot-delay", "10ms", "--os-boot-time", "0s")
+			"--mix", "ipmi=3,hp-dl360-g7=2,redfish=1,uefi=1", "--boot-delay", "10ms", "--os-boot-time", "0s",
+			"--fault", "ssh-refuses-auth=1")
 	}()
 	cfgPath := filepath.Join(dir, "reprov.yaml")
 	deadline := time.Now().Add(30 * time.Second)
@@ -67,7 +68,8 @@ func TestLabUpWritesAnInventoryReprovCommandsUse(t *testing.T) {
 	}
 	summary := labOut.String()
 	t.Logf("lab up:\n%s", summary)
-	for _, want := range []string{"7 nodes", inv, cfgPath, "hp-dl360-g7", "default ×1, hp-dl360-g7 ×1", "reprov power status --all --config " + cfgPath} {
+	for _, want := range []string{"7 nodes", inv, cfgPath, "hp-dl360-g7", "default ×1, hp-dl360-g7 ×1", "reprov power status --all --config " + cfgPath,
+		"fault ssh-refuses-auth: ipmi-001"} {
 		if !strings.Contains(summary, want) {
 			t.Errorf("summary lacks %q:\n%s", want, summary)
 		}
@@ -171,6 +173,8 @@ func TestLabUpUsageErrors(t *testing.T) {
 		{"lab", "up", "--write-inventory", filepath.Join(c.dir, "x.yaml"), "--mix", "vax=2"},
 		{"lab", "up", "--write-inventory", filepath.Join(c.dir, "x.yaml"), "--nodes", "-1"},
 		{"lab", "up", "--write-inventory", filepath.Join(c.dir, "x.yaml"), "--max-os-up", "-1"},
+		{"lab", "up", "--write-inventory", filepath.Join(c.dir, "x.yaml"), "--fault", "gremlins=1"},
+		{"lab", "up", "--write-inventory", filepath.Join(c.dir, "x.yaml"), "--mix", "ipmi=1", "--fault", "loss10=2"},
 	} {
 		var out, errb syncBuffer
 		if code := runWithLabCmd(context.Background(), c, &out, &errb, args...); code != exitUsage {

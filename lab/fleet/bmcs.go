@@ -81,6 +81,10 @@ func (l *Lab) newIPMIBackend(n *Node) (*ipmiBackend, error) {
 		SystemGUID:  n.guid,
 		Serial:      n.serial,
 	}
+	if n.hasFault(FaultBadCredentials) {
+		// The BMC answers, and its password is not the inventory's.
+		cfg.Password = randomPassword(16)
+	}
 	if n.model == ModelWrongBMC {
 		// The BMC at this node's address manages another machine.
 		cfg.SystemGUID, cfg.Serial = n.wrongBMCSystemID()
@@ -101,11 +105,29 @@ func (l *Lab) newIPMIBackend(n *Node) (*ipmiBackend, error) {
 	be := &ipmiBackend{bmc: b}
 	m := b.Machine()
 	m.OnBoot(func(f ipmibmc.BootFlags) { n.powerOn(overrideFromIPMI(f), m.PowerOns()) })
+	if n.hasFault(FaultBMCReboot) {
+		b.Faults().SetRebootAfterBootWrite(FaultBMCRebootDown)
+	}
+	loss, delay, proxied := 0.0, time.Duration(0), false
 	switch n.model {
 	case ModelDeadBMC:
 		b.Faults().SetDropAll(true)
 		be.dead = true
 	case ModelFlaky:
+		loss, delay, proxied = l.cfg.FlakyLoss, l.cfg.Latency, true
+		if delay == 0 {
+			delay = DefaultFlakyDelay
+		}
+	}
+	for _, f := range n.faults {
+		switch f {
+		case FaultLoss1, FaultLoss10, FaultLoss30:
+			loss, proxied = f.lossOf(), true
+		case FaultLatency:
+			delay, proxied = FaultLatencyOneWay, true
+		}
+	}
+	if proxied {
 		p, err := udpproxy.Start(l.ctx, udpproxy.Config{
 			Listen: net.JoinHostPort(n.ip.String(), "0"),
 			Target: b.Addr(),
@@ -113,13 +135,9 @@ func (l *Lab) newIPMIBackend(n *Node) (*ipmiBackend, error) {
 		})
 		if err != nil {
 			b.Close()
-			return nil, fmt.Errorf("flaky BMC proxy: %w", err)
+			return nil, fmt.Errorf("BMC proxy: %w", err)
 		}
-		p.SetLoss(udpproxy.Both, l.cfg.FlakyLoss)
-		delay := l.cfg.Latency
-		if delay == 0 {
-			delay = DefaultFlakyDelay
-		}
+		p.SetLoss(udpproxy.Both, loss)
 		p.SetDelay(delay)
 		be.proxy = p
 	}
@@ -219,11 +237,29 @@ func (l *Lab) newRedfishBackend(n *Node) (*redfishBackend, error) {
 		UUID:         n.guid,
 		MACAddress:   n.bmcMAC(),
 	}
+	if n.hasFault(FaultBadCredentials) {
+		cfg.Password = randomPassword(16)
+	}
+	for _, f := range n.faults {
+		switch f {
+		case FaultRedfish503:
+			cfg.Quirks.Storm, cfg.Quirks.StormStatus, cfg.Quirks.StormRetryAfter = FaultRedfish503Count, 503, time.Second
+		case FaultRedfish409:
+			cfg.Quirks.ConflictResets = FaultRedfish409Count
+		case FaultRedfishSessionLimit:
+			cfg.Quirks.SessionLimit = 1
+		}
+	}
 	b, err := redfishbmc.Start(l.ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	storm := n.hasFault(FaultRedfish503)
 	b.Machine().SetPowerHook(func(ev redfishbmc.PowerEvent) {
+		if storm {
+			// Every power transition: the BMC is busy for a while.
+			go b.SetQuirks(b.Quirks())
+		}
 		if ev.On {
 			n.powerOn(overrideFromRedfish(ev.Boot), ev.PowerOns)
 		} else {

@@ -129,7 +129,12 @@ func (d *vdisk) uefiBootable() bool {
 type openDisk struct {
 	d     *vdisk
 	write bool
+	// refuse fails every write with an I/O error (FaultDiskRefusesWrite).
+	refuse bool
 }
+
+// errDiskIO is the error of a disk that refuses writes.
+var errDiskIO = errors.New("input/output error (EIO)")
 
 func (o *openDisk) ReadAt(ctx context.Context, p []byte, off int64) error {
 	if err := ctx.Err(); err != nil {
@@ -144,6 +149,9 @@ func (o *openDisk) WriteAt(ctx context.Context, p []byte, off int64) error {
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if o.refuse {
+		return fmt.Errorf("write %d bytes at %d: %w", len(p), off, errDiskIO)
 	}
 	return o.d.writeAt(p, off)
 }

@@ -38,8 +38,11 @@ func (n *Node) decideLocked(ov Override) (target, reason string) {
 	switch {
 	case !ov.Valid:
 		return diskOrNet("no boot override")
-	case n.model.ignoresOverride():
+	case n.ignoresOverride():
 		return diskOrNet(fmt.Sprintf("boot override %s accepted by the BMC and ignored by the board", ov.Device))
+	case n.hasFault(FaultOverrideSecondCycle) && n.overrideBoots == 0:
+		n.overrideBoots++
+		return diskOrNet(fmt.Sprintf("boot override %s ignored on its first boot (fault %s)", ov.Device, FaultOverrideSecondCycle))
 	case ov.Device == bmc.BootPXE:
 		return BootNetwork, "PXE boot override (" + ov.Source + ")"
 	case ov.Device == bmc.BootDisk:
@@ -210,5 +213,5 @@ func (n *Node) bootLocal(ctx context.Context, gen uint64) {
 	n.st.State = StateBooting
 	n.notifyLocked()
 	n.mu.Unlock()
-	n.bootOS(ctx, gen, n.lab.cfg.OSBootTime)
+	n.bootOS(ctx, gen, n.osBootTime())
 }

@@ -122,6 +122,9 @@ type Config struct {
 	// nodes are 127.Subnet.x.y. 0 picks one at random in 64–249, so labs
 	// running at once (tests in parallel) do not share addresses.
 	Subnet int
+	// Faults are the faults of each node, by node name (AssignFaults
+	// picks nodes for fault counts; docs/reliability.md).
+	Faults map[string][]Fault
 	// Logger receives the lab's events (debug: every boot); nil discards.
 	Logger *slog.Logger
 }
@@ -245,6 +248,9 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("fleet: negative node count %d", c.Nodes)
 	}
 	c.Mix = ScaleMix(c.Mix, c.Nodes)
+	if err := validateFaults(c.Mix, c.Faults); err != nil {
+		return err
+	}
 	if c.MaxOSUp <= 0 {
 		c.MaxOSUp = MaxOSUpFor(c.Mix)
 	}
@@ -413,20 +419,14 @@ func (l *Lab) nodeIP(i int) netip.Addr {
 
 func (l *Lab) startNodes(total int) error {
 	rackWidth := max(2, len(strconv.Itoa((total-1)/nodesPerRack+1)))
-	i := 0
-	for _, mc := range l.mix {
-		width := max(3, len(strconv.Itoa(mc.Count)))
-		for k := range mc.Count {
-			name := fmt.Sprintf("%s-%0*d", mc.Model.namePrefix(), width, k+1)
-			rack := fmt.Sprintf("r%0*d", rackWidth, i/nodesPerRack+1)
-			n, err := l.newNode(i, k, name, rack, mc.Model)
-			if err != nil {
-				return fmt.Errorf("fleet: node %s: %w", name, err)
-			}
-			l.nodes = append(l.nodes, n)
-			l.byName[name] = n
-			i++
+	for i, nn := range NodeNames(l.mix) {
+		rack := fmt.Sprintf("r%0*d", rackWidth, i/nodesPerRack+1)
+		n, err := l.newNode(i, nn.Index, nn.Name, rack, nn.Model)
+		if err != nil {
+			return fmt.Errorf("fleet: node %s: %w", nn.Name, err)
 		}
+		l.nodes = append(l.nodes, n)
+		l.byName[nn.Name] = n
 	}
 	return nil
 }
@@ -435,7 +435,18 @@ func (l *Lab) startNodes(total int) error {
 func (l *Lab) writeKnownHosts() error {
 	var b strings.Builder
 	for _, n := range l.nodes {
-		b.WriteString(knownhosts.Line([]string{knownhosts.Normalize(n.SSHAddr())}, n.hostKey.PublicKey()))
+		key := n.hostKey.PublicKey()
+		if n.hasFault(FaultSSHHostKeyChanged) {
+			// known_hosts has the key of the node's previous OS.
+			pub, _, err := ed25519.GenerateKey(rand.Reader)
+			if err != nil {
+				return fmt.Errorf("fleet: known_hosts: %w", err)
+			}
+			if key, err = ssh.NewPublicKey(pub); err != nil {
+				return fmt.Errorf("fleet: known_hosts: %w", err)
+			}
+		}
+		b.WriteString(knownhosts.Line([]string{knownhosts.Normalize(n.SSHAddr())}, key))
 		b.WriteByte('\n')
 	}
 	if err := os.WriteFile(l.files.KnownHosts, []byte(b.String()), 0o644); err != nil {

@@ -115,6 +115,10 @@ type Node struct {
 	hasSlot      bool
 	files        *tmpFiles
 	changed      chan struct{}
+	faults       []Fault
+	// overrideBoots counts the boots that found an override (the
+	// override-second-cycle fault ignores the first).
+	overrideBoots int
 }
 
 func (l *Lab) newNode(i, k int, name, rack string, m Model) (*Node, error) {
@@ -123,6 +127,7 @@ func (l *Lab) newNode(i, k int, name, rack string, m Model) (*Node, error) {
 		mac:     fmt.Sprintf("02:52:%02x:%02x:%02x:%02x", l.subnet, byte(i>>16), byte(i>>8), byte(i)),
 		changed: make(chan struct{}),
 		files:   newTmpFiles(),
+		faults:  l.cfg.Faults[name],
 	}
 	n.st = Status{Name: name, Model: m, State: StateOff}
 	switch m {
@@ -136,15 +141,7 @@ func (l *Lab) newNode(i, k int, name, rack string, m Model) (*Node, error) {
 	if m == ModelWrongIdentity {
 		n.inbandSerial = fmt.Sprintf("CZX%07d", 9000000+i+1)
 	}
-	n.playbook = "default"
-	switch {
-	case m == ModelWrongIdentity:
-		n.playbook = "hp-dl360-g7"
-	case m == ModelDL360G7 && k%2 == 1:
-		// Half the DL360 G7s: the engine must detect the ignored
-		// override and escalate; the other half go in-band first.
-		n.playbook = "hp-dl360-g7"
-	}
+	n.playbook = defaultPlaybook(m, k)
 	n.fs, n.disk = l.vfsLegacy, newVDisk(l.imgMBR)
 	if m.UEFI() {
 		n.fs, n.disk = l.vfsUEFI, newVDisk(l.imgGPT)
@@ -509,7 +506,7 @@ func (n *Node) firmware(ctx context.Context, gen uint64, ov Override) {
 		n.notifyLocked()
 		n.mu.Unlock()
 		n.lab.log.Debug("boot from the disk", "node", n.name, "why", reason)
-		n.bootOS(ctx, gen, n.lab.cfg.OSBootTime)
+		n.bootOS(ctx, gen, n.osBootTime())
 	default:
 		n.st.State = StateHalted
 		n.notifyLocked()

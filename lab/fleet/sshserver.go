@@ -36,6 +36,9 @@ func (n *Node) startSSH(ctx context.Context) (*sshServer, error) {
 	l := n.lab
 	cfg := &ssh.ServerConfig{
 		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			if n.hasFault(FaultSSHRefusesAuth) {
+				return nil, errors.New("public key refused (fault " + string(FaultSSHRefusesAuth) + ")")
+			}
 			if meta.User() == sshUser && bytes.Equal(key.Marshal(), l.clientPub.Marshal()) {
 				return nil, nil
 			}

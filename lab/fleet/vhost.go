@@ -112,7 +112,7 @@ func (h *vhost) OpenDisk(ctx context.Context, p string, write bool) (host.Disk, 
 	if fi.Dev != devDisk {
 		return nil, fmt.Errorf("open %s (%s): %w: the lab opens only the whole disk /dev/sda", p, fi.Dev, host.ErrNotAllowed)
 	}
-	return &openDisk{d: h.n.disk, write: write}, nil
+	return &openDisk{d: h.n.disk, write: write, refuse: h.n.hasFault(FaultDiskRefusesWrite)}, nil
 }
 
 func (h *vhost) IPMI(ctx context.Context) (host.IPMI, error) {

@@ -132,6 +132,7 @@ type BMC struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 	closeOnce sync.Once
+	reboots   atomic.Int64
 }
 
 // Start starts a BMC serving on cfg.Addr. It stops when ctx is done or on
@@ -262,6 +263,7 @@ func startOn(ctx context.Context, cfg Config, uc *net.UDPConn) (*BMC, error) {
 		cancel:  cancel,
 		done:    make(chan struct{}),
 	}
+	f.reboot = b.Reboot
 	go func() {
 		defer close(b.done)
 		_ = srv.Serve(sctx)
@@ -355,7 +357,64 @@ type Faults struct {
 	busy               atomic.Int64
 	ignoreBootWrites   atomic.Bool
 	deviceOnlyReadBack atomic.Bool
+
+	// rebootAfterBootWrite is how long the BMC stays down when it reboots
+	// itself at the first datagram after a boot-flags write (0: never);
+	// rebootArmed is set by that write.
+	rebootAfterBootWrite atomic.Int64
+	rebootArmed          atomic.Bool
+	reboot               func(time.Duration)
+
+	sessMu   sync.Mutex
+	sessions map[uint32]struct{} // BMC session IDs seen in use
 }
+
+// SetRebootAfterBootWrite makes the BMC reboot itself once, at the first
+// datagram after the next boot parameter 5 write: that datagram and every
+// other for down are dropped, and every session is gone (as after a BMC
+// reset: the client must open a new one). 0 disarms it.
+func (f *Faults) SetRebootAfterBootWrite(down time.Duration) {
+	f.rebootAfterBootWrite.Store(int64(down))
+	if down == 0 {
+		f.rebootArmed.Store(false)
+	}
+}
+
+// noteSession remembers a session ID seen in use, so a reboot can drop it.
+func (f *Faults) noteSession(id uint32) {
+	f.sessMu.Lock()
+	defer f.sessMu.Unlock()
+	if f.sessions == nil {
+		f.sessions = map[uint32]struct{}{}
+	}
+	f.sessions[id] = struct{}{}
+}
+
+// takeSessions returns and forgets the session IDs seen.
+func (f *Faults) takeSessions() []uint32 {
+	f.sessMu.Lock()
+	defer f.sessMu.Unlock()
+	ids := make([]uint32, 0, len(f.sessions))
+	for id := range f.sessions {
+		ids = append(ids, id)
+	}
+	clear(f.sessions)
+	return ids
+}
+
+// Reboot simulates the BMC rebooting: every session it knows is dropped
+// and it answers nothing for down. The host's power is not affected.
+func (b *BMC) Reboot(down time.Duration) {
+	for _, id := range b.faults.takeSessions() {
+		_ = b.state.Sessions.Close(id)
+	}
+	b.faults.SetDropAll(true)
+	b.reboots.Add(1)
+	time.AfterFunc(down, func() { b.faults.SetDropAll(false) })
+}
+
+// Reboots counts the reboots (Reboot, SetRebootAfterBootWrite).
+func (b *BMC) Reboots() int { return int(b.reboots.Load()) }
 
 // SetIgnoreBootWrites makes the BMC answer boot parameter 5 writes with
 // success and store nothing, like BMCs that silently revert an override.
@@ -413,6 +472,9 @@ func (c *countingConn) ReadFrom(buf []byte) (int, net.Addr, error) {
 		if isOpenSessionRequest(buf[:n]) {
 			c.sessions.Add(1)
 		}
+		if c.faults.rebootArmed.CompareAndSwap(true, false) && c.faults.reboot != nil {
+			c.faults.reboot(time.Duration(c.faults.rebootAfterBootWrite.Load()))
+		}
 		if c.faults.dropAll.Load() {
 			c.dropped.Add(1)
 			continue
@@ -441,6 +503,16 @@ func middleware(m *Machine, f *Faults, ident *identityState, param3Unsupported b
 	return func(next handlers.Handler) handlers.Handler {
 		return handlers.HandlerFunc(func(ctx context.Context, hctx *handlers.HandlerContext, req []byte) ([]byte, types.CompletionCode, error) {
 			cmd := hctx.Command
+			if hctx.Session != nil {
+				f.noteSession(hctx.Session.BMCID)
+			}
+			if sameCommand(cmd, types.CommandSetSystemBootOptions) && len(req) >= 1 && req[0]&0x7f == 5 && f.rebootAfterBootWrite.Load() > 0 {
+				resp, cc, err := next.Handle(ctx, hctx, req)
+				if cc == types.CodeOK && err == nil {
+					f.rebootArmed.Store(true)
+				}
+				return resp, cc, err
+			}
 			if hctx.Session != nil && !sameCommand(cmd, types.CommandCloseSession) && f.takeBusy() {
 				return nil, types.CodeNodeBusy, nil
 			}

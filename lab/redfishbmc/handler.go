@@ -504,6 +504,16 @@ func (b *BMC) resetSystem(w http.ResponseWriter, r *http.Request, m *Machine) {
 		writeJSON(w, http.StatusAccepted, taskBody(t.id, false), "")
 		return
 	}
+	b.mu.Lock()
+	conflict := b.quirks.ConflictResets > 0
+	if conflict {
+		b.quirks.ConflictResets--
+	}
+	b.mu.Unlock()
+	if conflict {
+		writeError(w, http.StatusConflict, "Base.1.8.ResourceInUse", "The change could not be made because the system is transitioning.")
+		return
+	}
 	if b.Quirks().ConflictDuringTransition {
 		m.mu.Lock()
 		busy := m.shuttingDownLocked()

@@ -102,6 +102,10 @@ type Quirks struct {
 	// SessionNoLocation answers a login without a Location header; the
 	// body still carries the session's @odata.id.
 	SessionNoLocation bool
+	// ConflictResets answers the next ConflictResets Reset actions 409
+	// Conflict ("the system is transitioning") and carries nothing out,
+	// as BMCs do while a power transition of their own is under way.
+	ConflictResets int
 	// SessionNoURI answers a login with neither a Location header nor an
 	// @odata.id in the body.
 	SessionNoURI bool

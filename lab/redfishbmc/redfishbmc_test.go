@@ -485,3 +485,22 @@ func TestSharedCA(t *testing.T) {
 		hc.CloseIdleConnections()
 	}
 }
+
+func TestConflictResets(t *testing.T) {
+	b := start(t, redfishbmc.Config{Powered: true, Quirks: redfishbmc.Quirks{ConflictResets: 2}})
+	p := newPeer(t, b)
+	for i := range 2 {
+		if got := p.status("POST", sys1+"/Actions/ComputerSystem.Reset", map[string]string{"ResetType": "ForceOff"}, nil); got != 409 {
+			t.Errorf("reset %d: %d, want 409", i+1, got)
+		}
+		if !b.Machine().Powered() {
+			t.Fatalf("a reset answered 409 switched the machine off")
+		}
+	}
+	if got := p.status("POST", sys1+"/Actions/ComputerSystem.Reset", map[string]string{"ResetType": "ForceOff"}, nil); got != 204 {
+		t.Errorf("third reset: %d, want 204", got)
+	}
+	if b.Machine().Powered() {
+		t.Error("machine still on after the third reset")
+	}
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reprov/reprov/agent/store"
+	"github.com/reprov/reprov/lab/faultmatrix"
+	"github.com/reprov/reprov/lab/fleet"
+)
+
+// reprovChild returns a command running this test binary as reprov (see
+// TestMain), a real process the fault matrix can SIGKILL.
+func reprovChild(t *testing.T, dir string) func(ctx context.Context, args ...string) *exec.Cmd {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(ctx context.Context, args ...string) *exec.Cmd {
+		argv, _ := json.Marshal(args)
+		cmd := exec.CommandContext(ctx, exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), childEnv+"="+string(argv), "HOME="+dir, "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
+		return cmd
+	}
+}
+
+// TestFaultMatrix runs the small fault matrix (docs/reliability.md): a few
+// nodes per fault, the controller SIGKILLed at half the nodes started and
+// resumed, the landing endpoint's address taken away for a while. Every
+// node must end in its expected terminal state and every invariant hold;
+// the cases docs/reliability.md lists under "Not yet 100 %" are logged and
+// tolerated (knownCause), so that a regression anywhere else fails.
+func TestFaultMatrix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the fault matrix runs a lab and several controllers")
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var progress strings.Builder
+	rep, err := faultmatrix.Run(ctx, faultmatrix.Small(), faultmatrix.Options{Dir: dir, Reprov: reprovChild(t, dir), Progress: &progress})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	var table strings.Builder
+	rep.Table(&table)
+	t.Logf("\n%s\n%s", progress.String(), table.String())
+	if err := rep.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	stranded := false
+	for _, n := range rep.Results {
+		if n.OK {
+			continue
+		}
+		if why := knownCause(n); why != "" {
+			t.Logf("%s (%s): not as expected, a known case (docs/reliability.md, Not yet 100 %%, %s): %s", n.Node, n.Fault, why, n.Why)
+			stranded = stranded || n.State == store.JobQueued
+			continue
+		}
+		t.Errorf("%s (%s): %s (reason %q)", n.Node, n.Fault, n.Why, n.Reason)
+	}
+	for _, inv := range rep.Invariants {
+		// A stranded job keeps the intent it was requeued with (6).
+		if !inv.Held && !(stranded && strings.HasPrefix(inv.Name, "no intent left unsettled")) {
+			t.Errorf("invariant %q violated: %v", inv.Name, inv.Violations)
+		}
+	}
+	if len(rep.Controllers) < 2 || !rep.Controllers[0].Killed {
+		t.Errorf("the first controller was not killed mid-run: %+v", rep.Controllers)
+	}
+}
+
+// knownCause names the case of docs/reliability.md's "Not yet 100 %" a
+// node not in its expected state falls under ("" when none: a failure).
+// These are engine changes the lead owns; the matrix keeps reporting them.
+func knownCause(n faultmatrix.NodeResult) string {
+	steps, _ := json.Marshal(n.Steps)
+	switch {
+	case n.Fault == "loss30":
+		return "1: precheck gives up at 30 % loss; 8: lost power-cycle replies"
+	case n.Fault == "bmc-reboot":
+		return "2: a rebooting BMC makes the out-of-band path impossible at once"
+	case n.Fault == "ssh-hostkey-changed":
+		return "3: a changed host key does not stop the node"
+	case n.State == store.JobQueued:
+		return "6: queued jobs fetched by a dead controller stay queued"
+	case strings.Contains(n.Reason, "fencing: lease check") || strings.Contains(string(steps), "fencing: lease check"):
+		return "7: a lease check that times out"
+	case strings.Contains(n.Reason, "may have been executed") || strings.Contains(string(steps), "may have been executed"):
+		return "8: a lost power-cycle reply is not an unknown outcome"
+	case n.State == store.JobLanded && (n.Path == "" || strings.Contains(string(steps), `"settled"`)):
+		return "9: the path is not recorded after a settlement"
+	}
+	return ""
+}
+
+// TestStateDiskFull: the state dir is a small tmpfs, filled to the last
+// byte once every job is running its precheck (slowed by a 2 s BMC
+// round trip). An intent that cannot be written must never be followed by
+// its act: no node is booted and no boot override is written while the
+// disk is full (docs/reliability.md, controller faults).
+func TestStateDiskFull(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a controller against BMCs with 2 s round trips")
+	}
+	dir := t.TempDir()
+	c := newLabCLIFaults(t, dir, []fleet.ModelCount{{Model: fleet.ModelIPMI, Count: 3}},
+		map[string][]fleet.Fault{"ipmi-001": {fleet.FaultLatency}, "ipmi-002": {fleet.FaultLatency}, "ipmi-003": {fleet.FaultLatency}})
+	if err := os.MkdirAll(c.stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", c.stateDir).CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mount a tmpfs for the state dir (needs root): %v %s", err, out)
+		}
+		t.Skipf("cannot mount a tmpfs for the state dir (needs root): %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", c.stateDir).Run() })
+	ctx := ctxFor(t, 3*time.Minute)
+	cmd := reprovChild(t, dir)(ctx, "--config", c.config, "reinstall", "--all", "--yes")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	st := c.storeWhenReady(ctx)
+	for {
+		jobs, _ := st.NodeJobs(ctx, store.JobFilter{States: []store.JobState{store.JobRunning}})
+		if len(jobs) == 3 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the controller ended before every job ran: %v\n%s", err, out.String())
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	// Fill the state dir's file system.
+	f, err := os.Create(filepath.Join(c.stateDir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	for {
+		if _, err := f.Write(buf[:1]); err != nil {
+			break
+		}
+	}
+	f.Close()
+	full := time.Now()
+	// The prechecks end within ~30 s; give the engine time to try acts.
+	select {
+	case err := <-done:
+		t.Logf("the controller ended while the disk was full: %v", err)
+	case <-time.After(40 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Logf("the controller still ran after 40 s with the disk full: killed")
+	}
+	for _, n := range c.lab.Nodes() {
+		s := n.Status()
+		if s.BootCount != 0 || n.IPMIBMC().Machine().BootFlags().Valid {
+			t.Errorf("%s was acted on with the state dir full: %d boot(s), boot override %+v", n.Name(), s.BootCount, n.IPMIBMC().Machine().BootFlags())
+		}
+	}
+	t.Logf("disk full for %s; controller output:\n%s", time.Since(full).Round(time.Second), out.String())
+	c.noSecrets(out.String())
+}
+
+// newLabCLIFaults is newLabCLI with faults, its state dir under dir.
+func newLabCLIFaults(t *testing.T, dir string, mix []fleet.ModelCount, faults map[string][]fleet.Fault) *labCLI {
+	t.Helper()
+	l, err := fleet.Start(context.Background(), fleet.Config{Mix: mix, Dir: filepath.Join(dir, "lab"),
+		BootDelay: 20 * time.Millisecond, OSBootTime: 100 * time.Millisecond, Faults: faults,
+		NetbootRetry: 20 * time.Millisecond, NetbootRetryMax: 200 * time.Millisecond, PowerPoll: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	files, err := l.WriteFiles(filepath.Join(dir, "lab", "inventory.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &labCLI{t: t, lab: l, dir: dir, stateDir: filepath.Join(dir, "state"), config: filepath.Join(dir, "reprov-test.yaml")}
+	cfg := fmt.Sprintf("inventory: %q\nstate_dir: %q\nlanding:\n  listen: %q\n  url: %q\n  kernel: http://netboot.test/vmlinuz\n  initrd: [http://netboot.test/initrd.img]\n  cmdline: boot=live\nstore:\n  lease: 3s\n",
+		files.Inventory, c.stateDir, l.LandingListen(), l.LandingURL())
+	if err := os.WriteFile(c.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{files.BMCPassword, files.Identity} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.secrets = append(c.secrets, strings.TrimSpace(string(b)))
+	}
+	return c
+}
