@@ -455,9 +455,6 @@ func (e *Engine) submit(ctx context.Context, q *store.Queue, nodes []inventory.N
 	}
 	run, res, err := q.Submit(ctx, spec, subs, store.SubmitOpts{ResumeOnly: opts.ResumeOnly})
 	if err != nil {
-		if run.ID != 0 {
-			_ = e.cfg.Store.StopRun(context.WithoutCancel(ctx), run.ID)
-		}
 		return nil, fmt.Errorf("submit run: %w", err)
 	}
 	return &Submission{Run: run, Nodes: nodes, Results: res}, nil

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/reprov/reprov/agent/fleet"
@@ -77,8 +78,11 @@ type verdict struct {
 
 // nodeRun is one worker's pass over one node job.
 type nodeRun struct {
-	e     *Engine
-	w     *Worker
+	e *Engine
+	w *Worker
+	// leaseUntil is when the lease this worker last renewed runs out
+	// (unix ns; the renewal loop and fence update it).
+	leaseUntil atomic.Int64
 	n     inventory.Node
 	pb    *playbooks.Playbook
 	job   store.NodeJob
@@ -113,6 +117,7 @@ func (e *Engine) work(w *Worker, job store.NodeJob, owner string, n inventory.No
 	rep := &NodeReport{Node: n.Name, JobID: job.ID, RunID: job.RunID, Resumed: job.Generation > 0}
 	r := &nodeRun{e: e, w: w, n: n, job: job, owner: owner, rep: rep,
 		log: e.log.With("node", n.Name, "job", job.ID), ran: map[playbooks.Path]bool{}, cannot: map[playbooks.Path]string{}}
+	r.leaseUntil.Store(job.LeaseUntil.UnixNano())
 	ctx := w.ctx
 	pb, err := e.cfg.Playbooks.Get(n.Playbook)
 	if err != nil {
@@ -154,8 +159,12 @@ func (r *nodeRun) renewLease(ctx context.Context, cancel context.CancelCauseFunc
 			case <-t.C:
 			}
 			rctx, c := context.WithTimeout(context.WithoutCancel(ctx), ttl/3)
+			asked := time.Now()
 			err := r.e.cfg.Store.RenewLease(rctx, r.job.ID, r.owner, ttl)
 			c()
+			if err == nil {
+				r.leaseUntil.Store(asked.Add(ttl).UnixNano())
+			}
 			if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotActive) {
 				r.log.Warn("lease lost: stopping work on the node", "err", err)
 				cancel(errLeaseLost)

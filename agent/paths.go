@@ -39,19 +39,28 @@ func (r *nodeRun) audited(ctx context.Context, action string, detail map[string]
 
 // fence checks, right before a destructive intent, that this worker still
 // holds the job's lease (and extends it): a controller that lost it stops
-// at once, whatever it was about to do.
+// at once, whatever it was about to do. A store that does not answer the
+// check in time cannot take the lease away before it expires: while the
+// lease this worker last renewed has more than a third of its length left,
+// the act goes on; otherwise the node stops with a store failure.
 func (r *nodeRun) fence(ctx context.Context) error {
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.e.cfg.LeaseTTL/3)
+	ttl := r.e.cfg.LeaseTTL
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ttl/3)
 	defer cancel()
-	err := r.e.cfg.Store.RenewLease(fctx, r.job.ID, r.owner, r.e.cfg.LeaseTTL)
+	asked := time.Now()
+	err := r.e.cfg.Store.RenewLease(fctx, r.job.ID, r.owner, ttl)
 	switch {
+	case err == nil:
+		r.leaseUntil.Store(asked.Add(ttl).UnixNano())
+		return nil
 	case errors.Is(err, store.ErrLeaseLost), errors.Is(err, store.ErrNotActive):
 		r.log.Warn("fencing: the lease is lost; nothing more is done to the node", "err", err)
 		return errLeaseLost
-	case err != nil:
-		return fmt.Errorf("fencing: lease check: %w", err)
+	case time.Until(time.Unix(0, r.leaseUntil.Load())) > ttl/3:
+		r.log.Warn("fencing: the lease check did not answer; the lease renewed earlier still holds", "err", err)
+		return nil
 	}
-	return nil
+	return fail(ReasonStore, r.lastStep, fmt.Errorf("fencing: the lease could not be checked: %w", err), nil)
 }
 
 // bmcMode maps a playbook boot mode to the BMC's.
@@ -92,9 +101,12 @@ func (r *nodeRun) oob(ctx context.Context) (*kick, error) {
 				out.Verified, out.ReadBack, out.Warnings = res.Verified, &res.ReadBack, res.Warnings
 				return map[string]any{"verified": res.Verified, "read_back": res.ReadBack, "warnings": res.Warnings}, err
 			})
+		var f *Failure
 		switch {
 		case errors.Is(err, errLeaseLost), errors.Is(err, audit.ErrIntentNotRecorded):
 			return out, "", err
+		case errors.As(err, &f):
+			return out, "", f
 		case err != nil:
 			return out, "", cannot("the BMC did not take the boot override: %v", err)
 		}
@@ -116,6 +128,8 @@ func (r *nodeRun) oob(ctx context.Context) (*kick, error) {
 			// It may have happened: never repeat it; the landing decides.
 			out.Unknown = err.Error()
 		case errors.Is(err, errLeaseLost), errors.Is(err, audit.ErrIntentNotRecorded):
+			return out, "", err
+		case errors.As(err, new(*Failure)):
 			return out, "", err
 		case err != nil:
 			return out, "", cannot("the BMC did not carry out the power action: %v", err)

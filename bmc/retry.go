@@ -203,11 +203,15 @@ func retry(ctx context.Context, p RetryPolicy, clock Clock, log *slog.Logger, op
 			return err
 		}
 		err := fn(ctx)
-		if err == nil || !IsTemporary(err) || ctx.Err() != nil {
+		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		if gate != nil && gate.retryable != nil && !gate.retryable(err) {
+		if gate != nil && gate.retryable != nil && !gate.retryable(err) && (IsTemporary(err) || errors.Is(err, ErrNoAnswer)) {
+			// A cycle or reset sent and not answered may have happened.
 			return fmt.Errorf("%w: %w", ErrPowerOutcomeUnknown, err)
+		}
+		if !IsTemporary(err) {
+			return err
 		}
 		if attempt >= tries {
 			if tries == 1 {

@@ -96,33 +96,29 @@ type SubmitOpts struct {
 
 // Submit creates a run and, for each node in order, its node job and River
 // job on the node's shared queue — or attaches the run to the node's active
-// job, or resumes the node's interrupted job. Nodes are submitted in
-// batches, each one transaction.
+// job, or resumes the node's interrupted job — all in one transaction: a
+// controller killed while submitting leaves no half-submitted run whose
+// other nodes nobody would ever start.
 func (q *Queue) Submit(ctx context.Context, spec RunSpec, nodes []SubmitNode, opts SubmitOpts) (Run, []SubmitResult, error) {
-	run, err := q.store.CreateRun(ctx, spec)
+	var run Run
+	out := make([]SubmitResult, 0, len(nodes))
+	err := q.store.inTx(ctx, func(tx querier, raw any) error {
+		out = out[:0]
+		var err error
+		if run, err = q.store.createRunTx(ctx, tx, spec); err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			r, err := q.submitOne(ctx, tx, raw, run, n, opts)
+			if err != nil {
+				return fmt.Errorf("submit node %s: %w", n.Node, err)
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
 	if err != nil {
 		return Run{}, nil, err
-	}
-	out := make([]SubmitResult, 0, len(nodes))
-	const batch = 100
-	for start := 0; start < len(nodes); start += batch {
-		part := nodes[start:min(start+batch, len(nodes))]
-		var res []SubmitResult
-		err := q.store.inTx(ctx, func(tx querier, raw any) error {
-			res = res[:0]
-			for _, n := range part {
-				r, err := q.submitOne(ctx, tx, raw, run, n, opts)
-				if err != nil {
-					return fmt.Errorf("submit node %s: %w", n.Node, err)
-				}
-				res = append(res, r)
-			}
-			return nil
-		})
-		if err != nil {
-			return run, out, err
-		}
-		out = append(out, res...)
 	}
 	return run, out, nil
 }

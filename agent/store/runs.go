@@ -39,6 +39,10 @@ func scanRun(r row) (Run, error) {
 // CreateRun records a new run. A run whose window starts in the future is
 // RunScheduled, otherwise RunRunning.
 func (s *Store) CreateRun(ctx context.Context, spec RunSpec) (Run, error) {
+	return s.createRunTx(ctx, s.q(), spec)
+}
+
+func (s *Store) createRunTx(ctx context.Context, q querier, spec RunSpec) (Run, error) {
 	options := string(spec.Options)
 	if options == "" {
 		options = "{}"
@@ -56,7 +60,7 @@ func (s *Store) CreateRun(ctx context.Context, spec RunSpec) (Run, error) {
 		state = RunScheduled
 	}
 	l := spec.Limits
-	r := s.q().queryRow(ctx, `INSERT INTO reprov_run (created_at, created_by, selection, options, window_start, window_end, state,
+	r := q.queryRow(ctx, `INSERT INTO reprov_run (created_at, created_by, selection, options, window_start, window_end, state,
 			max_parallel, per_rack, per_bmc, max_failures)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+runCols,
 		now.UnixMicro(), spec.CreatedBy, spec.Selection, options, micros(spec.WindowStart), micros(spec.WindowEnd), string(state),
