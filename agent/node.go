@@ -83,12 +83,12 @@ type nodeRun struct {
 	// leaseUntil is when the lease this worker last renewed runs out
 	// (unix ns; the renewal loop and fence update it).
 	leaseUntil atomic.Int64
-	n     inventory.Node
-	pb    *playbooks.Playbook
-	job   store.NodeJob
-	owner string
-	log   *slog.Logger
-	rep   *NodeReport
+	n          inventory.Node
+	pb         *playbooks.Playbook
+	job        store.NodeJob
+	owner      string
+	log        *slog.Logger
+	rep        *NodeReport
 
 	// what precheck found
 	bmcOK     bool
