@@ -180,14 +180,18 @@ func Expect(f fleet.Fault, m fleet.Model, pb string) Expectation {
 		}
 		return landed("oob")
 	case fleet.FaultLoss1, fleet.FaultLoss10, fleet.FaultLoss30, fleet.FaultLatency, fleet.FaultBMCReboot,
-		fleet.FaultRedfish503, fleet.FaultRedfish409, fleet.FaultRedfishSessionLimit, fleet.FaultSSHRefusesAuth:
+		fleet.FaultRedfish503, fleet.FaultRedfish409, fleet.FaultRedfishSessionLimit:
 		return landed("oob")
+	case fleet.FaultSSHRefusesAuth:
+		// Something answered SSH and refused the controller: never taken
+		// for "the node is down" (docs/security.md).
+		return failed(true, "precheck: SSH refused the credentials")
 	case fleet.FaultIgnoresOverride, fleet.FaultOverrideSecondCycle, fleet.FaultSlowOS:
 		return landed("inband")
 	case fleet.FaultBadCredentials:
 		return failed(true, "precheck: BMC refused the credentials")
 	case fleet.FaultSSHHostKeyChanged:
-		return failed(true, "precheck:")
+		return failed(true, "precheck: SSH host key changed")
 	case fleet.FaultDiskRefusesWrite:
 		e := failed(false, "boot disk refused", "in-band step failed")
 		e.SectorIntact = true
