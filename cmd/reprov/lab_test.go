@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/reprov/reprov/agent"
 	"github.com/reprov/reprov/lab/fleet"
 )
 
@@ -115,21 +116,29 @@ func TestLabUpWritesAnInventoryReprovCommandsUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.env["REPROV_INBAND_AGENT_BINARY"] = stub
+	// ipmi-001's sshd refuses the controller (--fault ssh-refuses-auth):
+	// it stops at precheck untouched, so the run exits 1.
 	code, out, errOut = c.run("reinstall", "--all", "--yes", "--config", cfgPath, "-o", "json")
-	if code != exitOK {
-		t.Fatalf("reinstall --all --yes against the lab: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	if code != exitFailed {
+		t.Fatalf("reinstall --all --yes against the lab: exit %d, want 1 (one node refuses SSH)\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 	var report struct {
 		Results []struct {
 			Node   string `json:"node"`
 			Status string `json:"status"`
+			Reason string `json:"reason"`
 		} `json:"results"`
 	}
 	if err := json.Unmarshal([]byte(out), &report); err != nil || len(report.Results) != 7 {
 		t.Fatalf("reinstall JSON (%v): %s", err, out)
 	}
 	for _, r := range report.Results {
-		if r.Status != "ok" {
+		switch {
+		case r.Node == "ipmi-001":
+			if r.Status != "failed" || r.Reason != agent.ReasonSSHAuth {
+				t.Errorf("node %s: %s (%s), want failed %q", r.Node, r.Status, r.Reason, agent.ReasonSSHAuth)
+			}
+		case r.Status != "ok":
 			t.Errorf("node %s: %s, want landed", r.Node, r.Status)
 		}
 	}

@@ -71,7 +71,7 @@ func TestReinstallProgressOnATerminal(t *testing.T) {
 			t.Errorf("terminal output lacks %q:\n%q", want, got)
 		}
 	}
-	if !regexp.MustCompile(`  ipmi-00[12]: [a-z-]+ \(\d+s\)`).MatchString(got) {
+	if !regexp.MustCompile(`  ipmi-00[12]: [a-z_-]+ \(\d+s\)`).MatchString(got) {
 		t.Errorf("no line for a node in flight with its step:\n%q", got)
 	}
 	if strings.Contains(got, "[1/4] reinstall") {

@@ -236,17 +236,19 @@ func TestJumpHost(t *testing.T) {
 func TestTimeouts(t *testing.T) {
 	srv := sshd.Start(t, sshd.Options{})
 	cfg := config(srv, srv.WriteKnownHosts(t))
-	cfg.CommandTimeout = 300 * time.Millisecond
+	// Long enough for the dial's own `id -u` on a loaded machine, short
+	// next to the command it must cut.
+	cfg.CommandTimeout = 2 * time.Second
 	c, err := dial(t, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	_, err = c.Exec(context.Background(), "sleep 5", nil)
-	if !errors.Is(err, sshx.ErrTimeout) || time.Since(start) > 10*time.Second {
+	_, err = c.Exec(context.Background(), "sleep 30", nil)
+	if !errors.Is(err, sshx.ErrTimeout) || time.Since(start) > 20*time.Second {
 		t.Fatalf("command timeout: %v after %v", err, time.Since(start))
 	}
-	if !strings.Contains(err.Error(), "within 300ms") {
+	if !strings.Contains(err.Error(), "within 2s") {
 		t.Errorf("the timeout error does not name the command timeout: %v", err)
 	}
 	// A shorter deadline of the caller's is the one the error names.
