@@ -1,5 +1,5 @@
 // Package agent is reprov's reinstall engine: the per-node state machine
-// of DESIGN.md §3 (precheck → out-of-band boot override → power action →
+// of docs/architecture.md (precheck → out-of-band boot override → power action →
 // wait for landing → landed, with escalation to the in-band path and a
 // failure reason with evidence otherwise), run over a fleet within its
 // limits, recorded step by step in the job store so that a killed

@@ -8,7 +8,7 @@ import (
 
 // Limiter keeps BMCs from being overwhelmed: per BMC (keyed by its
 // address), at most MaxConcurrent commands in flight (default 1) and at
-// least MinInterval between them (DESIGN.md §10: BMCs have few sessions and
+// least MinInterval between them (docs/bmc.md: BMCs have few sessions and
 // some crash under rapid commands). It is a registry created once per
 // process or run and shared by every client of that run, so nodes that
 // share a BMC (blades behind one chassis manager, several Redfish systems

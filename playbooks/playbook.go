@@ -139,7 +139,7 @@ type Playbook struct {
 	Overrides *Position `json:"overrides,omitempty"`
 }
 
-// Timeouts bound the steps of one node's reinstall (DESIGN.md §3).
+// Timeouts bound the steps of one node's reinstall (docs/architecture.md).
 type Timeouts struct {
 	// Precheck bounds all read-only checks: BMC reachable, credentials,
 	// power state, SSH identify.

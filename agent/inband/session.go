@@ -1,5 +1,5 @@
 // Package inband is the controller side of reprov's in-band step (the
-// HP DL360 G7 path, DESIGN.md §3): given a node, an SSH connection and the
+// HP DL360 G7 path, docs/architecture.md): given a node, an SSH connection and the
 // audit log, a Session proves the node is the inventory's (identify), finds
 // its boot disk (resolve-disk), saves and zeroes the boot sector, sets the
 // next boot to the network in-band and reboots it — or, in plan mode, says

@@ -6,7 +6,7 @@
 // and a LAN configuration program that reports the BMC's IP and MAC. The
 // harness reads those files, so a *Sim is a bmctest.Machine.
 //
-// What ipmi_sim does and does not do (see FACTS.md): cipher suites 0–14
+// What ipmi_sim does and does not do (see docs/field-notes.md): cipher suites 0–14
 // only (no 17: use 3); boot parameter 5 reads back only the device selector
 // (valid, persistent and EFI bits read as 0) and has no 60 s timeout;
 // boot parameter 3 is accepted and ignored; a power cycle is off, then on

@@ -49,7 +49,7 @@ type Options struct {
 	Host func() (host.Host, error)
 }
 
-// Exit codes (DESIGN.md §2).
+// Exit codes (docs/architecture.md).
 const (
 	ExitOK          = 0
 	ExitFailed      = 1
@@ -310,7 +310,7 @@ func (c *cli) identifyCmd() *cobra.Command {
 		Use:   "identify",
 		Short: "Print this node's identity: DMI serial, MACs, boot id, firmware mode, BMC LAN address",
 		Long: `Print this node's identity facts. With --serial, --mac or --bmc-address, also
-compare them with the inventory's (DESIGN.md §6): every fact both sides have must
+compare them with the inventory's (docs/security.md): every fact both sides have must
 match and at least one must match; a mismatch or nothing to compare exits 1.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

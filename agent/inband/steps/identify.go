@@ -214,7 +214,7 @@ type FactCheck struct {
 	Reason   string `json:"reason,omitempty"`
 }
 
-// IdentityCheck is the outcome of the identity interlock (DESIGN.md §6).
+// IdentityCheck is the outcome of the identity interlock (docs/security.md).
 type IdentityCheck struct {
 	Version int         `json:"version"`
 	Node    string      `json:"node"`
