@@ -1,34 +1,30 @@
 // Package agent is reprov's reinstall engine: the per-node state machine
-// of docs/architecture.md (precheck → out-of-band boot override → power action →
-// wait for landing → landed, with escalation to the in-band path and a
-// failure reason with evidence otherwise), run over a fleet within its
-// limits, recorded step by step in the job store so that a killed
-// controller resumes without repeating a destructive step.
+// of docs/architecture.md (precheck → out-of-band boot override → power
+// action → wait for landing → landed, with escalation to the in-band path
+// and a failure reason with evidence otherwise), declared once in a typed
+// step table (steptable.go, records.go), and recorded step by step in the
+// job store so that a killed controller's nodes are taken over without
+// repeating a destructive step.
 //
-// # River and the fleet runner
+// # River, the store and the workers
 //
-// Three parts share the work, each doing one job:
-//
-//   - agent/fleet's Runner admits nodes: rack-interleaved order, overall
-//     and per-rack parallelism, the failure budget, Ctrl-C, progress and
-//     the result rows. The per-BMC limits are the shared bmc.Limiter.
-//   - River executes: when the runner admits a node, the engine holds the
-//     node and inserts its River job in one transaction (store
-//     Queue.Acquire) into a queue private to this controller process; the
-//     process's River client fetches it and its worker runs the node's
-//     state machine. A job is thus a durable, unique River job from the
-//     moment a node is admitted until it ends.
-//   - reprov's store is the truth about the node: the job's lease (renewed
-//     while the worker runs), its step record (intent before every act,
-//     outcome after), landings, quirks. Resume is driven by that record,
-//     not by River's rescuer (which would wait for the job timeout): a
-//     reinstall that finds a node's job orphaned (its controller's lease
-//     expired) or interrupted resumes it under a new generation in its own
-//     queue; the dead controller's River job, should it ever run, is
-//     superseded.
+//   - Engine.Submit (and Reinstall) submits a run: a node job per node on
+//     its site's shared River queue, in one transaction, or an attachment
+//     to the node's job under way.
+//   - Every process running the engine is a Worker on the shared queues: a
+//     River client whose worker claims a node job — its run's limits
+//     (max parallel, per rack, per BMC, failure budget) checked in the
+//     claiming transaction — and runs the node's steps, fencing its lease
+//     before every destructive act.
+//   - The store is the truth about each node: the lease, the step record
+//     (intent before every act, outcome after), landings, quirks. A dead
+//     controller's jobs are requeued by any live worker once their lease
+//     expires, and their open intents settled by looking at the node.
+//   - Engine.Watch follows a run's jobs in the store, whichever controller
+//     works them, for reinstall's progress and report.
 //
 // Nothing on a node is changed before all of its prechecks passed,
-// including the identity check of its running OS when SSH answers.
+// including the identity checks of its running OS and of its BMC.
 package agent
 
 import (
