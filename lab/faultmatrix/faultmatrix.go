@@ -582,6 +582,7 @@ func (r *Report) collect(ctx context.Context, st *store.Store, nodes []*fleet.No
 		return fmt.Errorf("faultmatrix: audit log: %w", err)
 	}
 	power, wipes, destructive := map[string]int{}, map[string]int{}, map[string]int{}
+	wipeIntents, outcomes := map[string]string{}, map[string]string{}
 	seen := map[string]bool{}
 	var orphans []string
 	for _, rec := range recs {
@@ -596,17 +597,44 @@ func (r *Report) collect(ctx context.Context, st *store.Store, nodes []*fleet.No
 				destructive[rec.Node]++
 			case rec.Action == inband.ActionWipe:
 				wipes[rec.Node]++
+				wipeIntents[rec.ID] = rec.Node
 				destructive[rec.Node]++
 			case rec.Action == inband.ActionNextBoot, rec.Action == inband.ActionReboot, rec.Action == "set boot override":
 				destructive[rec.Node]++
 			}
 		case audit.PhaseOutcome:
+			outcomes[rec.ID] = rec.Result
 			if !seen[rec.ID] {
 				orphans = append(orphans, fmt.Sprintf("%s: %s outcome %s without its intent before it", rec.Node, rec.Action, rec.ID))
 			}
 		}
 	}
-	invWipes := Invariant{Name: "each node's wipe intents ≤ 1"}
+	// A wipe intent that failed, or that a controller died on and the next
+	// one settled by looking at the disk as never written (LBA 0 still
+	// holding the saved bytes), was not a wipe.
+	unwritten := map[string]int{}
+	for id, node := range wipeIntents {
+		if res, ok := outcomes[id]; ok && res != audit.ResultOK {
+			wipes[node]--
+		} else if !ok {
+			unwritten[node]++
+		}
+	}
+	for node, n := range unwritten {
+		jobs, _ := st.NodeJobs(ctx, store.JobFilter{Node: node})
+		settled := 0
+		for _, j := range jobs {
+			steps, _ := st.Steps(ctx, j.ID)
+			for _, s := range steps {
+				if s.Phase == store.PhaseOutcome && s.Name == "inband" && s.Result == store.ResultFailed &&
+					strings.Contains(string(s.Detail), "still holds the saved bytes") {
+					settled++
+				}
+			}
+		}
+		wipes[node] -= min(n, settled)
+	}
+	invWipes := Invariant{Name: "each node's wipes ≤ 1 (a wipe intent settled by looking as never written is not a wipe)"}
 	invPower := Invariant{Name: "power actions ≤ 1 per job generation (the playbooks' one oob attempt)"}
 	invIntent := Invariant{Name: "no destructive act without an intent before it", Violations: orphans}
 	invSettled := Invariant{Name: "no intent left unsettled"}
