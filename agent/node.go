@@ -773,8 +773,10 @@ func (r *nodeRun) session(conn SSHConn) (*inband.Session, error) {
 			if err := r.boundary(ctx); err != nil {
 				return err
 			}
-			r.armLanding(ctx)
-			return r.fence(ctx)
+			if err := r.fence(ctx); err != nil {
+				return err
+			}
+			return r.armLanding(ctx)
 		},
 	})
 }

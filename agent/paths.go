@@ -120,7 +120,9 @@ func (r *nodeRun) oob(ctx context.Context) (*kick, error) {
 		actx, cancel := actCtx(ctx, r.pb.Timeouts.Power)
 		defer cancel()
 		out := &powerOutcome{}
-		r.armLanding(actx)
+		if err := r.armLanding(actx); err != nil {
+			return out, "", err
+		}
 		action, err := r.powerKick(actx, c, string(r.pb.PowerAction), "")
 		out.Action = action
 		switch {
@@ -145,13 +147,22 @@ func (r *nodeRun) oob(ctx context.Context) (*kick, error) {
 
 // armLanding opens the job's landing right before the act that makes the
 // node boot: a landing seen before it is not this job's (docs/security.md).
-func (r *nodeRun) armLanding(ctx context.Context) {
+// It is not cut by a stop of the node's context: an act that goes ahead
+// must find its landing armed, or the node's network boot would be turned
+// away. A failure stops the act.
+func (r *nodeRun) armLanding(ctx context.Context) error {
 	if r.e.cfg.ArmLanding == nil {
-		return
+		return nil
 	}
-	if err := r.e.cfg.ArmLanding(ctx, r.job.ID, r.owner); err != nil {
-		r.log.Warn("landing not armed", "err", err)
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.e.cfg.LeaseTTL/3)
+	defer cancel()
+	if err := r.e.cfg.ArmLanding(actx, r.job.ID, r.owner); err != nil {
+		if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotActive) {
+			return errLeaseLost
+		}
+		return fail(ReasonStore, r.lastStep, fmt.Errorf("the landing could not be armed, so the node is not made to boot: %w", err), nil)
 	}
+	return nil
 }
 
 // powerKick carries out a power action that makes the node boot: the
@@ -256,6 +267,10 @@ func (r *nodeRun) inband(ctx context.Context) (*kick, error) {
 		}
 		if stop := stopCause(err); stop != nil {
 			return out, "", stop
+		}
+		if f := (*Failure)(nil); errors.As(err, &f) && f.Category == ReasonStore {
+			// BeforeUnit could not arm the landing: nothing was written.
+			return out, "", f
 		}
 		if ctx.Err() != nil {
 			return out, "", r.stopErr(ctx)
