@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,10 +25,41 @@ import (
 )
 
 // apiClient is the CLI as a client of reprov serve's API (server.url).
+//
+// server.url may list several controllers, comma-separated: every
+// controller sharing the store answers for every run, so the client asks
+// the first, and moves on to the next when one does not answer (a
+// refused connection, a broken event stream, a controller draining for
+// shutdown). docs/api.md ("Several controllers").
 type apiClient struct {
-	base  string // scheme://host[:port], no trailing slash
+	bases []string // scheme://host[:port], no trailing slash
+	cur   int      // index in bases of the controller asked now
 	token string
 	hc    *http.Client
+}
+
+// base is the controller asked now.
+func (c *apiClient) base() string { return c.bases[c.cur] }
+
+// next moves on to the next controller of server.url (no-op with one).
+func (c *apiClient) next() { c.cur = (c.cur + 1) % len(c.bases) }
+
+// failover reports whether a request that failed with err may be sent to
+// the next controller: a draining controller refused it (nothing done), a
+// connection could not be made (nothing sent), or a read broke off.
+func (c *apiClient) failover(method string, err error) bool {
+	if len(c.bases) < 2 {
+		return false
+	}
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.Status == http.StatusServiceUnavailable && ae.Body.Code == "shutting_down"
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return method == http.MethodGet
 }
 
 // apiError is an error answered by the API.
@@ -43,13 +75,20 @@ func (e *apiError) Error() string {
 // serverClient returns the API client when the CLI goes through a server
 // (server.url, --server; --local clears it), else nil.
 func (a *app) serverClient() (*apiClient, error) {
-	raw := strings.TrimRight(a.cfg.Server.URL, "/")
-	if raw == "" {
-		return nil, nil
+	var bases []string
+	for _, part := range strings.Split(a.cfg.Server.URL, ",") {
+		raw := strings.TrimRight(strings.TrimSpace(part), "/")
+		if raw == "" {
+			continue
+		}
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			return nil, usagef("server.url %q: want http(s)://host:port without credentials (several controllers: comma-separated)", raw)
+		}
+		bases = append(bases, raw)
 	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		return nil, usagef("server.url %q: want http(s)://host:port without credentials", raw)
+	if len(bases) == 0 {
+		return nil, nil
 	}
 	ref := a.cfg.Server.Token
 	if ref == "" {
@@ -59,7 +98,7 @@ func (a *app) serverClient() (*apiClient, error) {
 	if err != nil {
 		return nil, usagef("server.token: %w", err)
 	}
-	return &apiClient{base: raw, token: tok, hc: &http.Client{}}, nil
+	return &apiClient{bases: bases, token: tok, hc: &http.Client{}}, nil
 }
 
 // resolveSecret resolves an env:/file: reference (env: through the app's
@@ -84,8 +123,22 @@ func (a *app) resolveSecret(ref string) (string, error) {
 	return "", fmt.Errorf("%s: want env:NAME or file:PATH", s.Ref())
 }
 
-// do sends a JSON request and decodes the JSON answer into out.
+// do sends a JSON request and decodes the JSON answer into out, asking
+// the next controller of server.url when one does not answer.
 func (c *apiClient) do(ctx context.Context, method, path string, in, out any) error {
+	var err error
+	for range c.bases {
+		err = c.doOnce(ctx, method, path, in, out)
+		if err == nil || ctx.Err() != nil || !c.failover(method, err) {
+			return err
+		}
+		c.next()
+	}
+	return err
+}
+
+// doOnce is do against the controller asked now.
+func (c *apiClient) doOnce(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -94,7 +147,8 @@ func (c *apiClient) do(ctx context.Context, method, path string, in, out any) er
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	base := c.base()
+	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
 	if err != nil {
 		return err
 	}
@@ -104,12 +158,12 @@ func (c *apiClient) do(ctx context.Context, method, path string, in, out any) er
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("server %s: %w", c.base, err)
+		return fmt.Errorf("server %s: %w", base, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("server %s: %w", c.base, err)
+		return fmt.Errorf("server %s: %w", base, err)
 	}
 	if resp.StatusCode >= 300 {
 		e := &apiError{Status: resp.StatusCode}
@@ -125,7 +179,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, in, out any) er
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("server %s: %s %s: %w", c.base, method, path, err)
+			return fmt.Errorf("server %s: %s %s: %w", base, method, path, err)
 		}
 	}
 	return nil
@@ -173,7 +227,7 @@ func reinstallViaServer(ctx context.Context, a *app, c *apiClient, o reinstallOp
 		return clientError(err)
 	}
 	run := created.Run
-	a.log.Info("reinstall run submitted", "run", run.ID, "nodes", len(created.Nodes), "server", c.base)
+	a.log.Info("reinstall run submitted", "run", run.ID, "nodes", len(created.Nodes), "server", c.base())
 
 	var attached, resumed []string
 	watched := map[int64]string{} // job → node
@@ -208,9 +262,11 @@ func reinstallViaServer(ctx context.Context, a *app, c *apiClient, o reinstallOp
 				Reason: "nothing to resume: the node has no unfinished job"})
 		}
 	}
-	deadline := time.Now().Add(2 * time.Minute)
+	// Give up when no controller of server.url answered for this long.
+	const lostAfter = 2 * time.Minute
+	lastContact := time.Now()
 	for {
-		err := c.followEvents(follow, run.ID, q, func(j store.NodeJob) {
+		err := c.followEvents(follow, run.ID, q, func() { lastContact = time.Now() }, func(j store.NodeJob) {
 			if _, ok := watched[j.ID]; ok && !j.State.Active() && !done[j.ID] {
 				done[j.ID] = true
 				finished(progressRow(j))
@@ -231,7 +287,7 @@ func reinstallViaServer(ctx context.Context, a *app, c *apiClient, o reinstallOp
 			var fcancel context.CancelFunc
 			follow, fcancel = context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
 			defer fcancel()
-			deadline = time.Now().Add(3 * time.Minute)
+			lastContact = time.Now()
 			continue
 		}
 		var ae *apiError
@@ -239,11 +295,13 @@ func reinstallViaServer(ctx context.Context, a *app, c *apiClient, o reinstallOp
 			prog.Close()
 			return clientError(err)
 		}
-		if time.Now().After(deadline) || follow.Err() != nil {
+		if time.Since(lastContact) > lostAfter || follow.Err() != nil {
 			prog.Close()
 			return failedError(fmt.Errorf("lost the server while following run %d (it goes on: reprov jobs list --run %d): %w", run.ID, run.ID, err))
 		}
-		a.log.Warn("the server's event stream broke: reconnecting", "run", run.ID, "err", err)
+		from := c.base()
+		c.next()
+		a.log.Warn("the server's event stream broke: reconnecting", "run", run.ID, "server", from, "to", c.base(), "err", err)
 		select {
 		case <-follow.Done():
 		case <-time.After(time.Second):
@@ -335,9 +393,10 @@ func progressRow(j store.NodeJob) fleet.Result {
 }
 
 // followEvents reads a run's event stream until its end event (nil), or
-// until the stream or ctx breaks (the error).
-func (c *apiClient) followEvents(ctx context.Context, runID int64, q url.Values, onJob func(store.NodeJob)) error {
-	path := fmt.Sprintf("%s%s/runs/%d/events", c.base, api.Prefix, runID)
+// until the stream or ctx breaks (the error). alive is called on every
+// line the controller sends (events and keep-alives).
+func (c *apiClient) followEvents(ctx context.Context, runID int64, q url.Values, alive func(), onJob func(store.NodeJob)) error {
+	path := fmt.Sprintf("%s%s/runs/%d/events", c.base(), api.Prefix, runID)
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
@@ -367,6 +426,7 @@ func (c *apiClient) followEvents(ctx context.Context, runID int64, q url.Values,
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	event := ""
 	for sc.Scan() {
+		alive()
 		line := sc.Text()
 		switch {
 		case strings.HasPrefix(line, "event: "):
@@ -412,7 +472,7 @@ func confirmRemote(a *app, c *apiClient, nodes []api.SubmittedNode, resume bool)
 		b.WriteString("Resuming the unfinished jobs among these nodes (nodes whose latest job ended are only reported):\n")
 	}
 	fmt.Fprintf(&b, "About to reinstall %d node(s) in %d rack(s): %s\n", len(nodes), len(racks), shortList(names, 10))
-	fmt.Fprintf(&b, "  through the controller at %s (reprov --local plan shows each node's exact steps)\n", c.base)
+	fmt.Fprintf(&b, "  through the controller at %s (reprov plan shows each node's exact steps)\n", c.base())
 	if !a.stdinIsTerminal() {
 		return usagef("refusing to reinstall without confirmation: stdin is not a terminal (pass --yes)\n%s", b.String())
 	}
