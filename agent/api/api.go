@@ -41,9 +41,15 @@ type Engine interface {
 
 // AuditQuery filters the audit log.
 type AuditQuery struct {
-	Node  string
-	RunID int64
+	// Nodes are the nodes whose records to keep (none: every node).
+	Nodes []string
+	// Run is the run tag of the records ("run-12"; "" : every run).
+	Run string
+	// JobID keeps the records of this node job (0: all).
+	JobID int64
+	// Since keeps the records from then on (zero: all).
 	Since time.Time
+	// Limit keeps the newest Limit records (0: all).
 	Limit int
 }
 
@@ -69,6 +75,10 @@ type Config struct {
 	CheckNodes func([]inventory.Node) error
 	// Audit serves the audit route (nil: 501).
 	Audit AuditSource
+	// Plan serves GET /api/v1/plan (nil: 501).
+	Plan Planner
+	// Restore serves POST /api/v1/nodes/{node}/restore (nil: 501).
+	Restore Restorer
 	// Defaults are the limits of a run that sets none (max_parallel,
 	// per_rack from the configuration).
 	Defaults store.RunLimits
@@ -123,6 +133,9 @@ func New(cfg Config) (*Server, error) {
 	route("POST "+Prefix+"/jobs/{id}/cancel", s.cancelJob)
 	route("GET "+Prefix+"/jobs/{id}/landings", s.jobLandings)
 	route("GET "+Prefix+"/nodes", s.listNodes)
+	route("POST "+Prefix+"/nodes/{node}/cancel", s.cancelNode)
+	route("POST "+Prefix+"/nodes/{node}/restore", s.restore)
+	route("GET "+Prefix+"/plan", s.plan)
 	route("GET "+Prefix+"/quirks", s.listQuirks)
 	route("DELETE "+Prefix+"/quirks/{node}", s.clearQuirks)
 	route("DELETE "+Prefix+"/quirks/{node}/{quirk}", s.clearQuirks)

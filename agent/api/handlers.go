@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -286,11 +287,15 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, jobs)
 }
 
-// JobDetail is a job with its step record and landings.
+// JobDetail is a job with its step record and landings, its node's
+// learned quirks and the boot sectors saved by its run: `reprov jobs show
+// -o json`.
 type JobDetail struct {
-	Job      store.NodeJob   `json:"job"`
-	Steps    []store.Step    `json:"steps"`
-	Landings []store.Landing `json:"landings"`
+	Job      store.NodeJob        `json:"job"`
+	Steps    []store.Step         `json:"steps"`
+	Landings []store.Landing      `json:"landings"`
+	Quirks   []store.Quirk        `json:"quirks"`
+	Sectors  []store.SectorRecord `json:"saved_boot_sectors"`
 }
 
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
@@ -316,6 +321,15 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 		return
 	} else if ls != nil {
 		d.Landings = ls
+	}
+	var err2 error
+	if d.Quirks, err2 = s.cfg.Store.Quirks(ctx, job.Node); err2 != nil {
+		s.storeError(w, r, err2)
+		return
+	}
+	if d.Sectors, err2 = s.cfg.Store.SectorRecords(ctx, job.Node, job.RunID); err2 != nil {
+		s.storeError(w, r, err2)
+		return
 	}
 	writeJSON(w, http.StatusOK, d)
 }
@@ -415,7 +429,8 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listQuirks(w http.ResponseWriter, r *http.Request) {
-	qs, err := s.cfg.Store.AllQuirks(r.Context(), r.URL.Query().Get("node"))
+	q := r.URL.Query()
+	qs, err := s.cfg.Store.ListQuirks(r.Context(), store.QuirkFilter{Node: q.Get("node"), Model: q.Get("model"), Quirk: q.Get("quirk")})
 	if err != nil {
 		s.storeError(w, r, err)
 		return
@@ -451,8 +466,12 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotImplemented, "not_available", "the audit log is not available through this controller's API yet (reprov's audit.jsonl in the state dir has it)", "")
 		return
 	}
-	q := AuditQuery{Node: r.URL.Query().Get("node")}
-	run, ok := queryInt(w, r, "run", 0)
+	query := r.URL.Query()
+	q := AuditQuery{Run: query.Get("run")}
+	if id, err := strconv.ParseInt(q.Run, 10, 64); err == nil {
+		q.Run = agent.RunTag(id) // run=12 is run-12
+	}
+	job, ok := queryInt(w, r, "job", 0)
 	if !ok {
 		return
 	}
@@ -460,8 +479,25 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	q.RunID, q.Limit = run, int(limit)
-	if v := r.URL.Query().Get("since"); v != "" {
+	q.JobID, q.Limit = job, int(limit)
+	for _, v := range query["node"] {
+		for _, n := range strings.Split(v, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				q.Nodes = append(q.Nodes, n)
+			}
+		}
+	}
+	if sel := selectionOf(query); sel.selects() {
+		nodes, err := s.cfg.Inventory.Select(inventory.Selector{Names: sel.Names, Racks: sel.Racks, Labels: sel.Selector, All: sel.All})
+		if err != nil {
+			writeError(w, http.StatusUnprocessableEntity, "bad_selection", "selection: "+err.Error(), "selection")
+			return
+		}
+		for _, n := range nodes {
+			q.Nodes = append(q.Nodes, n.Name)
+		}
+	}
+	if v := query.Get("since"); v != "" {
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("since=%q is not an RFC 3339 time", v), "since")

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
+	"github.com/reprov/reprov/agent"
 	"github.com/reprov/reprov/agent/store"
 )
 
@@ -50,7 +52,7 @@ first; --limit keeps the newest records.`,
 		},
 	}
 	addSelectionFlags(cmd, &o.Selection)
-	cmd.Flags().StringVar(&o.Run, "run", "", "only the records of this run")
+	cmd.Flags().StringVar(&o.Run, "run", "", "only the records of this run (its ID, or run-ID)")
 	cmd.Flags().Int64Var(&o.Job, "job", 0, "only the records of this node job (reprov jobs list)")
 	cmd.Flags().IntVar(&o.Limit, "limit", 1000, "at most the newest this many records (0: all)")
 	return cmd
@@ -63,24 +65,18 @@ func runAudit(ctx context.Context, a *app, o auditOptions) error {
 	if o.Job < 0 {
 		return usagef("--job %d is negative", o.Job)
 	}
-	f := store.AuditFilter{Run: o.Run, JobID: o.Job, Limit: o.Limit}
-	if o.selects() {
-		nodes, err := a.selectNodes(o.Selection)
-		if err != nil {
+	if id, err := strconv.ParseInt(o.Run, 10, 64); err == nil {
+		o.Run = agent.RunTag(id) // --run 12 is run-12
+	}
+	var recs []store.AuditRecord
+	if c, err := a.serverClient(); err != nil {
+		return err
+	} else if c != nil {
+		if recs, err = auditViaServer(ctx, c, o); err != nil {
 			return err
 		}
-		for _, n := range nodes {
-			f.Nodes = append(f.Nodes, n.Name)
-		}
-	}
-	st, err := a.openStore(ctx)
-	if err != nil {
+	} else if recs, err = auditFromStore(ctx, a, o); err != nil {
 		return err
-	}
-	defer st.Close()
-	recs, err := st.Audit(ctx, f)
-	if err != nil {
-		return failedError(err)
 	}
 	if a.jsonOutput() {
 		if recs == nil {
@@ -98,4 +94,28 @@ func runAudit(ctx context.Context, a *app, o auditOptions) error {
 			r.Result, r.Controller, job, oneLineText(r.Error, 100)})
 	}
 	return a.table([]string{"TIME", "NODE", "ACTION", "PHASE", "RESULT", "CONTROLLER", "JOB", "ERROR"}, rows)
+}
+
+// auditFromStore reads the audit trail from the job store.
+func auditFromStore(ctx context.Context, a *app, o auditOptions) ([]store.AuditRecord, error) {
+	f := store.AuditFilter{Run: o.Run, JobID: o.Job, Limit: o.Limit}
+	if o.selects() {
+		nodes, err := a.selectNodes(o.Selection)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range nodes {
+			f.Nodes = append(f.Nodes, n.Name)
+		}
+	}
+	st, err := a.openStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	recs, err := st.Audit(ctx, f)
+	if err != nil {
+		return nil, failedError(err)
+	}
+	return recs, nil
 }

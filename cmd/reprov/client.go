@@ -178,6 +178,12 @@ func (c *apiClient) doOnce(ctx context.Context, method, path string, in, out any
 		return e
 	}
 	if out != nil {
+		// The server indents its answers; raw JSON inside them (evidence,
+		// step details) is then shown as the store holds it, compact.
+		var compact bytes.Buffer
+		if json.Compact(&compact, b) == nil {
+			b = compact.Bytes()
+		}
 		if err := json.Unmarshal(b, out); err != nil {
 			return fmt.Errorf("server %s: %s %s: %w", base, method, path, err)
 		}

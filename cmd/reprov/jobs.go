@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/reprov/reprov/agent/api"
 	"github.com/reprov/reprov/agent/store"
 )
 
@@ -122,26 +122,35 @@ func oneLineText(s string, n int) string {
 	return s
 }
 
-// jobDetail is `jobs show` in JSON.
-type jobDetail struct {
-	Job      store.NodeJob        `json:"job"`
-	Steps    []store.Step         `json:"steps"`
-	Landings []store.Landing      `json:"landings"`
-	Quirks   []store.Quirk        `json:"quirks"`
-	Sectors  []store.SectorRecord `json:"saved_boot_sectors"`
-}
+// jobDetail is `jobs show` in JSON (the same through serve's API).
+type jobDetail = api.JobDetail
 
 func runJobsShow(ctx context.Context, a *app, o jobsShowOptions) error {
+	var d jobDetail
+	if c, err := a.serverClient(); err != nil {
+		return err
+	} else if c != nil {
+		if d, err = jobShowViaServer(ctx, c, o); err != nil {
+			return err
+		}
+	} else if d, err = jobShowFromStore(ctx, a, o); err != nil {
+		return err
+	}
+	return renderJobDetail(a, d)
+}
+
+// jobShowFromStore reads `jobs show` from the job store.
+func jobShowFromStore(ctx context.Context, a *app, o jobsShowOptions) (jobDetail, error) {
 	st, err := a.openStore(ctx)
 	if err != nil {
-		return err
+		return jobDetail{}, err
 	}
 	defer st.Close()
 	var job store.NodeJob
 	if o.Job != 0 {
 		job, err = st.NodeJob(ctx, o.Job)
 		if err == nil && job.Node != o.Node {
-			return usagef("job %d is node %s's, not %s's", o.Job, job.Node, o.Node)
+			return jobDetail{}, usagef("job %d is node %s's, not %s's", o.Job, job.Node, o.Node)
 		}
 	} else {
 		var jobs []store.NodeJob
@@ -153,25 +162,30 @@ func runJobsShow(ctx context.Context, a *app, o jobsShowOptions) error {
 			job = jobs[0]
 		}
 	}
-	if errors.Is(err, store.ErrNotFound) {
-		return failedError(err)
-	}
 	if err != nil {
-		return failedError(err)
+		return jobDetail{}, failedError(err)
 	}
 	d := jobDetail{Job: job}
 	if d.Steps, err = st.Steps(ctx, job.ID); err != nil {
-		return failedError(err)
+		return jobDetail{}, failedError(err)
 	}
 	if d.Landings, err = st.Landings(ctx, job.ID); err != nil {
-		return failedError(err)
+		return jobDetail{}, failedError(err)
 	}
 	if d.Quirks, err = st.Quirks(ctx, job.Node); err != nil {
-		return failedError(err)
+		return jobDetail{}, failedError(err)
 	}
 	if d.Sectors, err = st.SectorRecords(ctx, job.Node, job.RunID); err != nil {
-		return failedError(err)
+		return jobDetail{}, failedError(err)
 	}
+	return d, nil
+}
+
+// renderJobDetail prints `jobs show`.
+func renderJobDetail(a *app, d jobDetail) error {
+	job := d.Job
+	d.Steps, d.Landings = nonNil(d.Steps), nonNil(d.Landings)
+	d.Quirks, d.Sectors = nonNil(d.Quirks), nonNil(d.Sectors)
 	if a.jsonOutput() {
 		return a.writeJSON(d)
 	}
@@ -244,18 +258,26 @@ func compactJSON(raw json.RawMessage, n int) string {
 }
 
 func runJobsCancel(ctx context.Context, a *app, o jobsCancelOptions) error {
-	st, err := a.openStore(ctx)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	reason := o.Reason
 	if reason == "" {
 		reason = "cancelled by " + createdBy() + " with reprov jobs cancel"
 	}
-	job, err := st.CancelNode(ctx, o.Node, reason)
-	if err != nil {
-		return failedError(err)
+	var job store.NodeJob
+	if c, err := a.serverClient(); err != nil {
+		return err
+	} else if c != nil {
+		if job, err = jobCancelViaServer(ctx, c, o.Node, reason); err != nil {
+			return err
+		}
+	} else {
+		st, err := a.openStore(ctx)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if job, err = st.CancelNode(ctx, o.Node, reason); err != nil {
+			return failedError(err)
+		}
 	}
 	if a.jsonOutput() {
 		return a.writeJSON(job)
@@ -288,4 +310,12 @@ func (a *app) listJobs(ctx context.Context, f store.JobFilter) ([]store.NodeJob,
 		return nil, failedError(err)
 	}
 	return jobs, nil
+}
+
+// nonNil is s, or an empty slice (JSON [] rather than null).
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }

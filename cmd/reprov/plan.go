@@ -73,6 +73,17 @@ func deviceOnlyAdvice(ctx context.Context, st *store.Store, n inventory.Node) []
 }
 
 func runPlan(ctx context.Context, a *app, o planOptions) error {
+	if c, err := a.serverClient(); err != nil {
+		return err
+	} else if c != nil {
+		// server.url (or --server): the controller plans with its BMC and
+		// SSH access.
+		plans, err := planViaServer(ctx, c, o)
+		if err != nil {
+			return err
+		}
+		return renderPlans(ctx, a, plans, o)
+	}
 	inv, err := a.loadInventory()
 	if err != nil {
 		return err
@@ -86,26 +97,43 @@ func runPlan(ctx context.Context, a *app, o planOptions) error {
 		return err
 	}
 	defer env.close()
+	return renderPlans(ctx, a, env.plan(ctx, nodes, o.Offline, o.dryRunOf == "reinstall"), o)
+}
 
+// plan plans nodes (reprov plan; serve's GET /api/v1/plan): one plan per
+// node, in order; a node that could not be planned has a plan whose
+// problem says why.
+func (env *engineEnv) plan(ctx context.Context, nodes []inventory.Node, offline, forReinstall bool) []*agent.NodePlan {
+	a := env.a
 	runner := &fleet.Runner{MaxParallel: a.cfg.MaxParallel, PerRack: a.cfg.PerRack, Log: a.log}
 	results := runner.Run(ctx, nodes, "plan", func(ctx context.Context, n inventory.Node) (any, error) {
-		return env.engine.Plan(ctx, n, agent.PlanOptions{Offline: o.Offline, LandingURL: a.cfg.Landing.URL,
-			NeedProfile: o.dryRunOf == "reinstall", DefaultProfile: a.cfg.Landing.Kernel != ""})
+		return env.engine.Plan(ctx, n, agent.PlanOptions{Offline: offline, LandingURL: a.cfg.Landing.URL,
+			NeedProfile: forReinstall, DefaultProfile: a.cfg.Landing.Kernel != ""})
 	})
 	plans := make([]*agent.NodePlan, 0, len(results))
-	problems := 0
 	for _, r := range results {
 		p, _ := r.Detail.(*agent.NodePlan)
 		if p == nil {
 			p = &agent.NodePlan{Node: r.Node, Rack: r.Rack, Problems: []string{fmt.Sprintf("%s: %s", r.Status, r.Error)}}
 		}
+		if env.inv != nil {
+			if n, ok := env.inv.Node(r.Node); ok {
+				p.Why = append(p.Why, deviceOnlyAdvice(ctx, env.st, n)...)
+			}
+		}
+		plans = append(plans, p)
+	}
+	return plans
+}
+
+// renderPlans prints plans and returns plan's error: exit 1 when some
+// node would be stopped at precheck.
+func renderPlans(ctx context.Context, a *app, plans []*agent.NodePlan, o planOptions) error {
+	problems := 0
+	for _, p := range plans {
 		if len(p.Problems) > 0 {
 			problems++
 		}
-		if n, ok := inv.Node(r.Node); ok {
-			p.Why = append(p.Why, deviceOnlyAdvice(ctx, env.st, n)...)
-		}
-		plans = append(plans, p)
 	}
 	if a.jsonOutput() {
 		if err := a.writeJSON(plans); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"time"
@@ -57,37 +58,64 @@ firmware update or a board swap, clear the quirk so that reprov tries the BMC ag
 
 // selectQuirks lists the quirks o selects (node globs matched here).
 func selectQuirks(ctx context.Context, st *store.Store, o quirksOptions) ([]store.Quirk, error) {
-	for _, g := range o.Nodes {
-		if _, err := path.Match(g, ""); err != nil {
-			return nil, usagef("node pattern %q: %w", g, err)
-		}
+	if err := checkGlobs(o.Nodes); err != nil {
+		return nil, err
 	}
 	all, err := st.ListQuirks(ctx, store.QuirkFilter{Model: o.Model, Quirk: o.Quirk})
 	if err != nil {
 		return nil, err
 	}
-	if len(o.Nodes) == 0 {
-		return all, nil
+	return matchQuirks(all, o.Nodes), nil
+}
+
+func checkGlobs(globs []string) error {
+	for _, g := range globs {
+		if _, err := path.Match(g, ""); err != nil {
+			return usagef("node pattern %q: %w", g, err)
+		}
+	}
+	return nil
+}
+
+// matchQuirks keeps the quirks of the nodes the globs match (none: all).
+func matchQuirks(all []store.Quirk, globs []string) []store.Quirk {
+	if len(globs) == 0 {
+		return all
 	}
 	var out []store.Quirk
 	for _, q := range all {
-		for _, g := range o.Nodes {
+		for _, g := range globs {
 			if ok, _ := path.Match(g, q.Node); ok {
 				out = append(out, q)
 				break
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
-func runQuirksList(ctx context.Context, a *app, o quirksOptions) error {
+// listQuirks lists the quirks o selects, through the server (server.url)
+// or from the store.
+func (a *app) listQuirks(ctx context.Context, o quirksOptions) ([]store.Quirk, error) {
+	if c, err := a.serverClient(); err != nil {
+		return nil, err
+	} else if c != nil {
+		return quirksViaServer(ctx, c, o)
+	}
 	st, err := a.openStore(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer st.Close()
 	qs, err := selectQuirks(ctx, st, o)
+	if err != nil {
+		return nil, failedErrorUnlessExit(err)
+	}
+	return qs, nil
+}
+
+func runQuirksList(ctx context.Context, a *app, o quirksOptions) error {
+	qs, err := a.listQuirks(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -116,22 +144,30 @@ func runQuirksClear(ctx context.Context, a *app, o quirksOptions) error {
 	if len(o.Nodes) == 0 && o.Model == "" {
 		return usagef("quirks clear: name the nodes (globs) or give --model MODEL")
 	}
-	st, err := a.openStore(ctx)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	qs, err := selectQuirks(ctx, st, o)
-	if err != nil {
-		return err
-	}
 	var gone []store.Quirk
-	for _, q := range qs {
-		g, err := st.ForgetQuirks(ctx, store.QuirkFilter{Node: q.Node, Quirk: q.Quirk})
-		if err != nil {
-			return failedError(err)
+	if c, err := a.serverClient(); err != nil {
+		return err
+	} else if c != nil {
+		if gone, err = clearQuirksViaServer(ctx, c, o); err != nil {
+			return err
 		}
-		gone = append(gone, g...)
+	} else {
+		st, err := a.openStore(ctx)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		qs, err := selectQuirks(ctx, st, o)
+		if err != nil {
+			return failedErrorUnlessExit(err)
+		}
+		for _, q := range qs {
+			g, err := st.ForgetQuirks(ctx, store.QuirkFilter{Node: q.Node, Quirk: q.Quirk})
+			if err != nil {
+				return failedError(err)
+			}
+			gone = append(gone, g...)
+		}
 	}
 	if a.jsonOutput() {
 		if gone == nil {
@@ -152,4 +188,14 @@ func runQuirksClear(ctx context.Context, a *app, o quirksOptions) error {
 			q.Node, q.Quirk, q.RunID, q.Learned.Local().Format(time.RFC3339), then)
 	}
 	return nil
+}
+
+// failedErrorUnlessExit marks err as a failure (exit 1) unless it already
+// carries its exit code.
+func failedErrorUnlessExit(err error) error {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return err
+	}
+	return failedError(err)
 }

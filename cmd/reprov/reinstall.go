@@ -82,17 +82,21 @@ usage or configuration error, 3 when interrupted (every node's state is recorded
 }
 
 func runReinstall(ctx context.Context, a *app, o reinstallOptions) error {
-	if c, err := a.serverClient(); err != nil {
+	c, err := a.serverClient()
+	if err != nil {
 		return err
-	} else if c != nil && !o.DryRun {
-		// server.url (or --server): the controller does the work.
-		return reinstallViaServer(ctx, a, c, o)
 	}
 	if o.DryRun {
-		if _, err := a.loadInventory(); err != nil {
-			return err
+		if c == nil {
+			if _, err := a.loadInventory(); err != nil {
+				return err
+			}
 		}
 		return runPlan(ctx, a, planOptions{Selection: o.Selection, dryRunOf: "reinstall"})
+	}
+	if c != nil {
+		// server.url (or --server): the controller does the work.
+		return reinstallViaServer(ctx, a, c, o)
 	}
 	rep, err := reinstall(ctx, a, o)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reprov/reprov/agent"
+	"github.com/reprov/reprov/agent/api"
 	"github.com/reprov/reprov/agent/inband"
 	"github.com/reprov/reprov/agent/store"
 	"github.com/reprov/reprov/inventory"
@@ -54,31 +55,29 @@ reinstall job; --force overrides both. Asks for confirmation unless --yes.`,
 	return cmd
 }
 
-// restoreDetail is the result of `reprov restore` in JSON.
-type restoreDetail struct {
-	Node         string `json:"node"`
-	File         string `json:"file"`
-	Disk         string `json:"disk,omitempty"`
-	Before       string `json:"before"`
-	BytesWritten int64  `json:"bytes_written"`
-	Verified     bool   `json:"verified"`
-}
+// restoreDetail is the result of `reprov restore` in JSON (the same
+// through serve's API).
+type restoreDetail = api.RestoreResult
 
 func runRestore(ctx context.Context, a *app, o restoreOptions) error {
 	if o.File != "" && o.Run != 0 {
 		return usagef("restore: --file and --run exclude each other")
 	}
+	if c, err := a.serverClient(); err != nil {
+		return err
+	} else if c != nil {
+		d, err := restoreViaServer(ctx, a, c, o)
+		if err != nil {
+			return err
+		}
+		return renderRestore(a, d)
+	}
 	inv, err := a.loadInventory()
 	if err != nil {
 		return err
 	}
-	var node *inventory.Node
-	for i := range inv.Nodes {
-		if inv.Nodes[i].Name == o.Node {
-			node = &inv.Nodes[i]
-		}
-	}
-	if node == nil {
+	node, ok := inv.Node(o.Node)
+	if !ok {
 		return usagef("restore: no node %q in the inventory", o.Node)
 	}
 	env, err := a.newEngineEnv(ctx, inv, true, nil)
@@ -86,32 +85,51 @@ func runRestore(ctx context.Context, a *app, o restoreOptions) error {
 		return err
 	}
 	defer env.close()
-	if j, err := env.st.ActiveJob(ctx, node.Name); err == nil && !o.Force {
-		return usagef("restore: node %s has an active reinstall job (job %d of run %d, %s at step %s); reprov jobs cancel %s first, or --force",
-			node.Name, j.ID, j.RunID, j.State, j.Step, node.Name)
-	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return failedError(err)
-	}
-	file, err := env.savedFile(ctx, node.Name, o)
+	file, err := env.restoreFile(ctx, node, o)
 	if err != nil {
 		return err
 	}
 	if !o.Yes {
-		if err := a.confirm(confirmation{Verb: "write back the boot sector of", Nodes: []inventory.Node{*node},
+		if err := a.confirm(confirmation{Verb: "write back the boot sector of", Nodes: []inventory.Node{node},
 			Detail: fmt.Sprintf("  from %s, over SSH\n", file)}); err != nil {
 			return err
 		}
 	}
+	d, err := env.restore(ctx, node, file, o.Force)
+	if err != nil {
+		return err
+	}
+	return renderRestore(a, d)
+}
+
+// restoreFile refuses a node with an active job (unless --force) and
+// finds the saved boot sector to put back.
+func (env *engineEnv) restoreFile(ctx context.Context, node inventory.Node, o restoreOptions) (string, error) {
+	if j, err := env.st.ActiveJob(ctx, node.Name); err == nil && !o.Force {
+		return "", usagef("restore: node %s has an active reinstall job (job %d of run %d, %s at step %s); reprov jobs cancel %s first, or --force",
+			node.Name, j.ID, j.RunID, j.State, j.Step, node.Name)
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return "", failedError(err)
+	}
+	return env.savedFile(ctx, node.Name, o)
+}
+
+// restore writes file back to node's boot disk over SSH.
+func (env *engineEnv) restore(ctx context.Context, node inventory.Node, file string, force bool) (restoreDetail, error) {
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	res, err := env.engine.Restore(rctx, *node, file, o.Force)
+	res, err := env.engine.Restore(rctx, node, file, force)
 	if err != nil {
-		return failedError(err)
+		return restoreDetail{}, failedError(err)
 	}
 	d := restoreDetail{Node: node.Name, File: file, Before: res.Before, BytesWritten: res.BytesWritten, Verified: res.Verified}
 	if res.Disk != nil {
 		d.Disk = res.Disk.Path
 	}
+	return d, nil
+}
+
+func renderRestore(a *app, d restoreDetail) error {
 	if a.jsonOutput() {
 		return a.writeJSON(d)
 	}

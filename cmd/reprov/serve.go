@@ -129,11 +129,13 @@ func runServe(ctx context.Context, a *app, o serveOptions) error {
 		mount = func(mux *http.ServeMux) { inner(mux); o.mount(mux) }
 	}
 	env.engine.SetObserver(obs)
-	srv, err := api.New(api.Config{
+	apiCfg := api.Config{
 		Store: env.st, Engine: env.engine, Inventory: inv, Playbooks: env.pbs, Log: a.log, Mount: mount,
 		CheckNodes: env.checkProfiles,
 		Defaults:   store.RunLimits{MaxParallel: a.cfg.MaxParallel, PerRack: a.cfg.PerRack},
-	})
+	}
+	env.apiCommands(&apiCfg) // plan, restore, audit (client_cmds.go)
+	srv, err := api.New(apiCfg)
 	if err != nil {
 		ln.Close()
 		return err
