@@ -22,8 +22,12 @@ func TestCLIThroughServe(t *testing.T) {
 	url := "http://" + addr
 	var log syncBuffer
 	serve := c.startServe(ctx, addr, &log)
-	srv := func(args ...string) (int, string, string) { return client(ctx, append([]string{"--server", url}, args...)...) }
-	local := func(args ...string) (int, string, string) { return client(ctx, append([]string{"--local"}, args...)...) }
+	srv := func(args ...string) (int, string, string) {
+		return client(ctx, append([]string{"--server", url}, args...)...)
+	}
+	local := func(args ...string) (int, string, string) {
+		return client(ctx, append([]string{"--local"}, args...)...)
+	}
 	same := func(want int, args ...string) string {
 		t.Helper()
 		cs, os, es := srv(args...)
