@@ -310,3 +310,33 @@ func TestRunLifecycleAndErrors(t *testing.T) {
 }
 
 func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestNodeCancelPlanRestoreRoutes: cancel by node, and the routes a
+// controller serves only with a Planner and a Restorer.
+func TestNodeCancelPlanRestoreRoutes(t *testing.T) {
+	r := newRig(t)
+	op := r.token("ops", store.RoleOperator)
+	viewer := r.token("dash", store.RoleViewer)
+	if code, body := r.do("POST", "/api/v1/runs", op, `{"selection":{"names":["web-001"]}}`); code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	if code, body := r.do("POST", "/api/v1/nodes/web-001/cancel", viewer, ""); code != 403 || errCode(t, body) != "forbidden" {
+		t.Errorf("viewer cancels: %d %s, want 403", code, body)
+	}
+	code, body := r.do("POST", "/api/v1/nodes/web-001/cancel", op, `{"reason":"maintenance window moved"}`)
+	if code != 200 || !strings.Contains(body, `"state": "cancelled"`) || !strings.Contains(body, "maintenance window moved") {
+		t.Errorf("cancel web-001's queued job: %d %s", code, body)
+	}
+	if code, body := r.do("POST", "/api/v1/nodes/web-001/cancel", op, ""); code != 404 || !strings.Contains(body, `"node": "web-001"`) {
+		t.Errorf("cancel with no active job: %d %s, want 404 naming the node", code, body)
+	}
+	if code, body := r.do("GET", "/api/v1/plan?all=true", viewer, ""); code != 501 || errCode(t, body) != "not_available" {
+		t.Errorf("plan without a planner: %d %s", code, body)
+	}
+	if code, body := r.do("POST", "/api/v1/nodes/web-001/restore", op, ""); code != 501 || errCode(t, body) != "not_available" {
+		t.Errorf("restore without a restorer: %d %s", code, body)
+	}
+	if code, body := r.do("POST", "/api/v1/nodes/web-001/restore", viewer, ""); code != 403 {
+		t.Errorf("viewer restores: %d %s, want 403", code, body)
+	}
+}
