@@ -480,6 +480,34 @@ func (e *Engine) Watch(ctx context.Context, sub *Submission, opts RunOptions) *R
 	return &Report{Run: run, Results: results}
 }
 
+// ReportEnded is the report of a run whose jobs have all ended, built from
+// the store as Watch builds it: jobs are the run's own and those it
+// attached to, with their nodes, in order; attached[i] says job i is
+// another run's or a resumed one. It records the run's end — finished, or
+// interrupted when the run was stopped — as Watch does. A job still
+// active is an error.
+func (e *Engine) ReportEnded(ctx context.Context, run store.Run, nodes []inventory.Node, jobs []store.NodeJob, attached []bool) (*Report, error) {
+	results := make([]fleet.Result, len(jobs))
+	for i, j := range jobs {
+		if j.State.Active() {
+			return nil, fmt.Errorf("run %d: job %d of node %s is %s", run.ID, j.ID, j.Node, j.State)
+		}
+		results[i] = e.result(nodes[i], j, attached[i], time.Time{})
+	}
+	state := store.RunFinished
+	if run.State == store.RunInterrupted || run.State == store.RunCancelled {
+		state = store.RunInterrupted
+	}
+	if err := e.cfg.Store.SetRunState(ctx, run.ID, state); err != nil {
+		return nil, fmt.Errorf("record run state: %w", err)
+	}
+	r, err := e.cfg.Store.Run(ctx, run.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &Report{Run: r, Results: results}, nil
+}
+
 // submitNode is a node as the store keeps it for the shared queues: its
 // site (the "site" label), rack, BMC and inventory entry.
 func submitNode(n inventory.Node) (store.SubmitNode, error) {

@@ -36,7 +36,7 @@ const DefaultPollInterval = 500 * time.Millisecond
 // Engine is the part of the reinstall engine the API uses (*agent.Engine).
 type Engine interface {
 	Submit(ctx context.Context, nodes []inventory.Node, opts agent.RunOptions) (*agent.Submission, error)
-	Watch(ctx context.Context, sub *agent.Submission, opts agent.RunOptions) *agent.Report
+	ReportEnded(ctx context.Context, run store.Run, nodes []inventory.Node, jobs []store.NodeJob, attached []bool) (*agent.Report, error)
 }
 
 // AuditQuery filters the audit log.

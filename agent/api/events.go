@@ -206,8 +206,9 @@ func (s *Server) runReport(w http.ResponseWriter, r *http.Request) {
 	for _, n := range s.cfg.Inventory.Nodes {
 		byName[n.Name] = n
 	}
-	sub := &agent.Submission{Run: run}
-	for _, j := range jobs {
+	nodes := make([]inventory.Node, len(jobs))
+	attachedTo := make([]bool, len(jobs))
+	for i, j := range jobs {
 		if j.State.Active() {
 			writeNodeError(w, http.StatusConflict, "run_active",
 				fmt.Sprintf("run %d is under way: job %d of node %s is %s (follow GET %s/runs/%d/events)", id, j.ID, j.Node, j.State, Prefix, id), j.Node)
@@ -217,21 +218,14 @@ func (s *Server) runReport(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			n = inventory.Node{Name: j.Node, Rack: j.Rack}
 		}
-		sub.Nodes = append(sub.Nodes, n)
-		// Watch reads the ended job back from the store and builds its row
-		// exactly as an in-process reinstall does.
-		sub.Results = append(sub.Results, store.SubmitResult{Node: j.Node, Attached: isAttached[j.ID] || isResumed[j.ID],
-			Resumed: isResumed[j.ID], Job: store.NodeJob{ID: j.ID, RunID: j.RunID, State: store.JobRunning}})
+		nodes[i] = n
+		attachedTo[i] = isAttached[j.ID] && !isResumed[j.ID]
 	}
-	// Watch records the run's end: finished, unless it was stopped — then
-	// a done context makes it record the run interrupted, as Ctrl-C does.
-	wctx := context.WithoutCancel(ctx)
-	if run.State == store.RunInterrupted || run.State == store.RunCancelled {
-		c, cancel := context.WithCancel(wctx)
-		cancel()
-		wctx = c
+	rep, err := s.cfg.Engine.ReportEnded(context.WithoutCancel(ctx), run, nodes, jobs, attachedTo)
+	if err != nil {
+		s.storeError(w, r, err)
+		return
 	}
-	rep := s.cfg.Engine.Watch(wctx, sub, agent.RunOptions{FetchPollInterval: s.cfg.PollInterval})
 	if rep.Results == nil {
 		rep.Results = []fleet.Result{}
 	}
