@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -28,6 +29,8 @@ type demoOptions struct {
 	Keep bool
 	// Quiet prints no step events, only the results.
 	Quiet bool
+	// NoServe runs the reinstall alone, without reprov serve next to it.
+	NoServe bool
 }
 
 // demoMix is the demo's rack: 24 nodes, the DL360 G7s half on the default
@@ -54,7 +57,10 @@ func newDemoCmd(a *app) *cobra.Command {
 BMCs on loopback, HP DL360 G7-like boards that ignore the boot override, UEFI
 boards, one dead BMC and one node whose OS is not the one the inventory means —
 in a fresh temporary state dir, reinstall all of it with progress, and print the
-summary. Exit 0 when every node ended as it should.`,
+summary. While it runs, reprov serve runs in the same process on the same store:
+its status page (printed URL) shows the rack live, its landing endpoint answers
+the nodes, its worker stands by on the shared queue (--no-serve: the reinstall
+alone). Exit 0 when every node ended as it should.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), a, o)
@@ -62,6 +68,7 @@ summary. Exit 0 when every node ended as it should.`,
 	}
 	cmd.Flags().BoolVar(&o.Keep, "keep", false, "keep the demo's temporary directory (inventory, state dir, audit log)")
 	cmd.Flags().BoolVarP(&o.Quiet, "quiet", "q", false, "print no step events, only the results")
+	cmd.Flags().BoolVar(&o.NoServe, "no-serve", false, "do not run reprov serve (status page, API, a second worker) next to the reinstall")
 	return cmd
 }
 
@@ -123,15 +130,29 @@ func runDemo(ctx context.Context, a *app, o demoOptions) error {
 
 	fmt.Fprintf(a.stderr, "demo: a simulated rack of %d nodes (%s) on 127.%d.0.0/16, state dir %s\n",
 		len(lab.Nodes()), labfleet.FormatMix(lab.Mix()), lab.Subnet(), c.StateDir)
-	fmt.Fprintf(a.stderr, "demo: reprov reinstall --all --yes (landing endpoint %s)\n", c.Landing.URL)
 	ev := &demoEvents{w: a.stderr, start: time.Now(), quiet: o.Quiet}
+	labTimings := func(cfg *agent.Config) {
+		cfg.PollInterval = 100 * time.Millisecond
+		cfg.ProbeTimeout = 3 * time.Second
+		cfg.RebootDelay = 200 * time.Millisecond
+	}
+	var page string
+	stopServe := func() error { return nil }
+	if !o.NoServe {
+		page, stopServe, err = demoServe(ctx, a, filepath.Join(dir, "serve.log"), func(cfg *agent.Config) {
+			labTimings(cfg)
+			logged := cfg.Events
+			cfg.Events = func(e agent.Event) { logged(e); ev.print(e) }
+		})
+		if err != nil {
+			return err
+		}
+		defer func() { _ = stopServe() }()
+		fmt.Fprintf(a.stderr, "demo: reprov serve runs alongside: status page %s (racks, runs and nodes, live; the API under /api/v1)\n", page)
+	}
+	fmt.Fprintf(a.stderr, "demo: reprov reinstall --all --yes (landing endpoint %s)\n", c.Landing.URL)
 	rep, err := reinstall(ctx, a, reinstallOptions{Selection: selection{All: true}, Yes: true, noProgress: !o.Quiet,
-		events: ev.print,
-		tweak: func(cfg *agent.Config) {
-			cfg.PollInterval = 100 * time.Millisecond
-			cfg.ProbeTimeout = 3 * time.Second
-			cfg.RebootDelay = 200 * time.Millisecond
-		}})
+		events: ev.print, tweak: labTimings})
 	if err != nil {
 		return err
 	}
@@ -141,6 +162,14 @@ func runDemo(ctx context.Context, a *app, o demoOptions) error {
 		return rerr
 	}
 	problems := demoCheck(lab, rep)
+	if page != "" {
+		if err := demoPageShows(ctx, page, rep); err != nil {
+			problems = append(problems, err.Error())
+		}
+		if err := stopServe(); err != nil {
+			problems = append(problems, "reprov serve did not stop cleanly: "+err.Error())
+		}
+	}
 	fmt.Fprintf(a.stdout, "\ndemo: %d nodes in %s\n", len(rep.Results), time.Since(start).Round(100*time.Millisecond))
 	if len(problems) > 0 {
 		for _, p := range problems {
@@ -149,6 +178,73 @@ func runDemo(ctx context.Context, a *app, o demoOptions) error {
 		return errSomeFailed
 	}
 	fmt.Fprintln(a.stdout, "demo: every node ended as expected: landed out-of-band or in-band (the DL360 G7s on the default playbook caught ignoring the override and escalated), the dead BMC and the wrong identity stopped at precheck, untouched")
+	return nil
+}
+
+// demoServe runs `reprov serve` in this process for the demo, on its
+// configuration and store: the status page (public) and the API on a
+// free loopback port, the landing endpoint, a worker. Its log goes to
+// logPath. It returns the page's URL and the function that stops it as
+// SIGTERM does.
+func demoServe(ctx context.Context, a *app, logPath string, tweak func(*agent.Config)) (string, func() error, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return "", nil, failedError(err)
+	}
+	cfg := *a.cfg
+	cfg.Server.Listen, cfg.Server.URL, cfg.Server.PublicPage = "127.0.0.1:0", "", true
+	cfg.Server.TLSCert, cfg.Server.TLSKey, cfg.Server.MetricsToken = "", "", ""
+	sa := *a
+	sa.cfg, sa.stderr = &cfg, f
+	sctx, cancel := context.WithCancel(ctx)
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- runServe(sctx, &sa, serveOptions{ready: func(addr string) { ready <- addr }, tweak: tweak})
+	}()
+	var once sync.Once
+	var stopErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			stopErr = <-done
+			f.Close()
+		})
+		return stopErr
+	}
+	select {
+	case addr := <-ready:
+		return "http://" + addr + "/", stop, nil
+	case err := <-done:
+		cancel()
+		f.Close()
+		return "", nil, failedError(fmt.Errorf("demo: reprov serve: %w", err))
+	case <-ctx.Done():
+		_ = stop()
+		return "", nil, ctx.Err()
+	}
+}
+
+// demoPageShows checks that serve's status page shows the run's nodes.
+func demoPageShows(ctx context.Context, page string, rep *agent.Report) error {
+	if len(rep.Results) == 0 {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, page, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("status page %s: %w", page, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if node := rep.Results[0].Node; resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte(node)) {
+		return fmt.Errorf("status page %s: %s, without node %s", page, resp.Status, node)
+	}
 	return nil
 }
 

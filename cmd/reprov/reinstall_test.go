@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -666,6 +667,11 @@ func TestDemoRunsToTheExpectedEnd(t *testing.T) {
 		if !strings.Contains(out, w) {
 			t.Errorf("demo output lacks %q:\n%s", w, out)
 		}
+	}
+	// reprov serve ran alongside; the demo checked that its page showed
+	// the rack (else "demo: UNEXPECTED").
+	if !regexp.MustCompile(`demo: reprov serve runs alongside: status page http://127\.0\.0\.1:\d+/`).MatchString(errOut) {
+		t.Errorf("the demo did not show reprov serve's page:\n%s", errOut)
 	}
 }
 
