@@ -74,6 +74,7 @@ func TestE2E(t *testing.T) {
 		{"reinstall/board-ignores-pxe", testIgnoresPXE},
 		{"rig", testRig},
 		{"reinstall/board-honours-pxe", testHonoursPXE},
+		{"reinstall/through-serve", testServe},
 		{"reinstall/wrong-identity", testWrongIdentity},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
