@@ -149,7 +149,7 @@ func configKeys() []configKey {
 		{"landing.retry_window", "15m", "how long after its landing a node whose job ended landed still gets its install script (0: off)", kindDurationOrZero, nil},
 		{"landing.match_source", false, "require a landing to come from the node's provisioning address (its ssh.address)", kindBool, nil},
 		{"server.listen", "127.0.0.1:8087", "address reprov serve's API binds", kindString, nil},
-		{"server.url", "", "reprov serve's API the CLI goes through (empty: in-process)", kindString, nil},
+		{"server.url", "", "reprov serve's API the CLI goes through; several comma-separated (empty: in-process)", kindString, nil},
 		{"server.token", "", "the CLI's API token: env:NAME or file:PATH", kindString, nil},
 		{"server.tls_cert", "", "TLS certificate file of serve's API", kindString, nil},
 		{"server.tls_key", "", "TLS key file of serve's API", kindString, nil},

@@ -33,7 +33,7 @@ Exit codes: 0 success; 1 some node failed (or validate found errors);
 	pf.StringP("output", "o", "table", "output format: table, wide, json or yaml (env REPROV_OUTPUT)")
 	pf.BoolVar(&a.noHeaders, "no-headers", false, "tables without their header line, for scripts")
 	pf.String("log-level", "info", "log level: debug, info, warn, error (env REPROV_LOG_LEVEL)")
-	pf.String("server", "", "go through reprov serve's API at this URL (env REPROV_SERVER_URL; server.url)")
+	pf.String("server", "", "go through reprov serve's API at this URL, or the first of several comma-separated that answers (env REPROV_SERVER_URL; server.url)")
 	pf.Bool("local", false, "work in-process even when server.url is set")
 
 	root.AddCommand(
