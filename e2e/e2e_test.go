@@ -439,7 +439,7 @@ func testHonoursPXE(t *testing.T, e *env) {
 	v := startVM(t, e, "honours-node", vmOpts{board: rig.HonoursPXE, landingPort: freeTCPPort(t), installURL: inst.GuestURL()})
 	v.boot(t)
 	pristine := readFile(t, e.img.Disk())
-	mark, since := len(v.ChassisLog()), time.Now()
+	mark, since, cons := len(v.ChassisLog()), time.Now(), v.ConsoleSize()
 
 	code, res, stderr := v.reinstall(t)
 	r := res.Results[0]
@@ -454,7 +454,7 @@ func testHonoursPXE(t *testing.T, e *env) {
 	if !strings.Contains(board, "set boot pxe") || !strings.Contains(board, "boot: network (the board honours the pxe override)") {
 		t.Errorf("the board was not told pxe, or did not boot the network:\n%s", board)
 	}
-	waitInstaller(t, v, inst, since)
+	waitInstaller(t, v, inst, since, cons)
 	// The power cycle went straight to the network: no boot of the old OS
 	// between the first and the installer.
 	if boots := v.Boots(); len(boots) != 2 || boots[0].Installer || !boots[1].Installer {
@@ -474,7 +474,7 @@ func testIgnoresPXE(t *testing.T, e *env) {
 	v.boot(t)
 	pristine := readFile(t, e.img.Disk())
 	oldBoot := v.bootID(t)
-	mark, since := len(v.ChassisLog()), time.Now()
+	mark, since, cons := len(v.ChassisLog()), time.Now(), v.ConsoleSize()
 
 	code, res, stderr := v.reinstall(t)
 	r := res.Results[0]
@@ -511,7 +511,7 @@ func testIgnoresPXE(t *testing.T, e *env) {
 	if !strings.Contains(v.Console(), "Boot failed: not a bootable disk") {
 		t.Errorf("the console does not show SeaBIOS refusing the wiped disk")
 	}
-	waitInstaller(t, v, inst, since)
+	waitInstaller(t, v, inst, since, cons)
 	checkOnlyMBRZeroed(t, pristine, v.DiskPath())
 	// The landing endpoint matched the VM's request to the node: iPXE
 	// printed the MAC it asked with, then the node's install script.
@@ -547,7 +547,7 @@ func testIgnoresPXE(t *testing.T, e *env) {
 	}
 	restoreMBR(t, v.DiskPath(), saved.Ranges[0].Data)
 	v.boot(t)
-	mark, since = len(v.ChassisLog()), time.Now()
+	mark, since, cons = len(v.ChassisLog()), time.Now(), v.ConsoleSize()
 	code, res, stderr = v.reinstall(t)
 	r = res.Results[0]
 	if code != 0 || r.Status != fleet.StatusOK || r.Detail.State != store.JobLanded {
@@ -566,7 +566,7 @@ func testIgnoresPXE(t *testing.T, e *env) {
 	if !inOrder(board, []string{"set boot pxe"}) {
 		t.Errorf("second run: no force_pxe in-band:\n%s", strings.Join(board, "\n"))
 	}
-	waitInstaller(t, v, inst, since)
+	waitInstaller(t, v, inst, since, cons)
 	checkOnlyMBRZeroed(t, pristine, v.DiskPath())
 }
 
@@ -604,12 +604,14 @@ func testWrongIdentity(t *testing.T, e *env) {
 
 // waitInstaller waits until the VM netbooted reprov's install script: it
 // fetched the installer's kernel and initrd from the install server and the
-// installer booted with the node's name on its command line.
-func waitInstaller(t *testing.T, v *vm, inst *rig.InstallServer, since time.Time) {
+// installer booted with the node's name on its command line. since and
+// console (an offset in the console log) are when the reinstall started:
+// an installer boot of an earlier run does not count.
+func waitInstaller(t *testing.T, v *vm, inst *rig.InstallServer, since time.Time, console int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), landTimeout)
 	defer cancel()
-	if _, err := v.WaitConsole(ctx, 0, "reprov-e2e: installer for node="+v.Name()); err != nil {
+	if _, err := v.WaitConsole(ctx, console, "reprov-e2e: installer for node="+v.Name()); err != nil {
 		t.Fatalf("the installer never booted: %v\ninstall server requests: %+v", err, inst.Requests())
 	}
 	for _, p := range []string{"/vmlinuz", "/initrd.gz"} {

@@ -98,7 +98,7 @@ func testServe(t *testing.T, e *env) {
 	}
 
 	// The operator's reinstall, through the API.
-	since := time.Now()
+	since, cons := time.Now(), v.ConsoleSize()
 	rctx, rcancel := context.WithTimeout(context.Background(), reinstallTimeout)
 	defer rcancel()
 	client := func(ctx context.Context, args ...string) (int, string, string) {
@@ -129,10 +129,10 @@ func testServe(t *testing.T, e *env) {
 
 	// After the client returned: the installer boots and calls back, and
 	// serve's landing endpoint takes the callback.
-	waitInstaller(t, v, inst, since)
+	waitInstaller(t, v, inst, since, cons)
 	wctx, wcancel := context.WithTimeout(context.Background(), landTimeout)
 	defer wcancel()
-	if _, err := v.WaitConsole(wctx, 0, "reprov-e2e: installer called back"); err != nil {
+	if _, err := v.WaitConsole(wctx, cons, "reprov-e2e: installer called back"); err != nil {
 		t.Fatalf("the installer's callback was not taken after reinstall returned: %v", err)
 	}
 	code, show, stderr := client(rctx, "-o", "json", "jobs", "show", v.Name())
