@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/reprov/reprov/agent/store"
@@ -318,7 +319,11 @@ func (s *Scheduler) advance(ctx context.Context, o store.Occurrence, w *known, n
 			s.log.Warn("window ended with a node still being worked: it finishes (never cut inside its wipe unit) and is reported overrunning",
 				"window", o.Window, "occurrence", o.ID, "node", n.Node, "job", j.ID, "step", j.Step)
 		}
-		if ns := store.WindowNodeState(j.State); ns != n.State {
+		ns := store.WindowNodeState(j.State)
+		if j.State == store.JobCancelled && j.Started.IsZero() {
+			ns = store.WindowNodeNotStarted
+		}
+		if ns != n.State {
 			n.State = ns
 			if !j.State.Active() {
 				n.Reason = j.Reason
@@ -496,7 +501,9 @@ func (s *Scheduler) close(ctx context.Context, o store.Occurrence, nodes []store
 	for i := range nodes {
 		n := &nodes[i]
 		switch {
-		case n.State == store.WindowNodePending:
+		case n.State == store.WindowNodePending,
+			// Refused by the batch run's failure budget where it was claimed.
+			n.State == store.WindowNodeNotStarted && strings.HasPrefix(n.Reason, "not started: the run stopped after") && n.Reason != reason:
 			n.State, n.Reason = store.WindowNodeNotStarted, reason
 			dirty[n.Node] = true
 		case n.State == store.WindowNodeState(store.JobQueued) && n.RunID == o.RunID:
