@@ -1,7 +1,10 @@
 package window
 
 import (
+	"fmt"
+
 	"github.com/reprov/reprov/agent/store"
+	"github.com/reprov/reprov/inventory"
 )
 
 // Node is a node a window selected: its name and rack.
@@ -42,4 +45,24 @@ func Plan(nodes []Node, batch Amount) []store.WindowNode {
 		out[i] = store.WindowNode{Node: n.Name, Rack: n.Rack, Batch: i/size + 1, Position: i + 1, State: store.WindowNodePending}
 	}
 	return out
+}
+
+// SelectNodes resolves a window's selection in an inventory and checks
+// its playbook: a window's --playbook must be the playbook of every node
+// it selects (workers work a node only with its inventory entry).
+func SelectNodes(inv *inventory.Inventory, sp Spec) ([]inventory.Node, error) {
+	sel := sp.Selection
+	nodes, err := inv.Select(inventory.Selector{Names: sel.Names, Racks: sel.Racks, Labels: sel.Selector, All: sel.All})
+	if err != nil {
+		return nil, err
+	}
+	if sp.Playbook != "" {
+		for _, n := range nodes {
+			if n.Playbook != sp.Playbook {
+				return nil, fmt.Errorf("--playbook %s: node %s has playbook %q: a window reinstalls nodes with their inventory's playbook (select the nodes whose playbook is %s, e.g. with --selector)",
+					sp.Playbook, n.Name, n.Playbook, sp.Playbook)
+			}
+		}
+	}
+	return nodes, nil
 }
