@@ -302,7 +302,7 @@ func TestNextBatchOnlyWhenPreviousIsTerminal(t *testing.T) {
 	}
 	e.clk.Add(time.Minute)
 	tick(t, s)
-	o, nodes := e.occ("w")
+	o, _ := e.occ("w")
 	if o.Batch != 1 {
 		t.Fatalf("batch %d admitted with a node of batch 1 still queued", o.Batch)
 	}
@@ -530,8 +530,6 @@ func TestNodeOfTwoOverlappingWindowsIsWorkedOnce(t *testing.T) {
 	s := e.scheduler("c1", nil)
 	e.clk.Set(at)
 	tick(t, s)
-	_, na := e.occ("a")
-	_, nb := e.occ("b")
 	// b's first batch is r1-n01 or r2-n01; r1-n01 has one job whichever
 	// window submitted it.
 	if js := e.jobsOf("r1-n01"); len(js) != 1 {

@@ -91,14 +91,18 @@ server.url is set).`,
 		Use:   "pause NAME",
 		Short: "Pause a window: no further node starts (nodes in flight finish); its occurrences wait",
 		Args:  cobra.ExactArgs(1),
-		RunE:  func(cmd *cobra.Command, args []string) error { return runWindowPause(cmd.Context(), a, args[0], true, reason) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runWindowPause(cmd.Context(), a, args[0], true, reason)
+		},
 	}
 	pause.Flags().StringVar(&reason, "reason", "", "why (shown with the window)")
 	resume := &cobra.Command{
 		Use:   "resume NAME",
 		Short: "Resume a paused window, within its open occurrence if any",
 		Args:  cobra.ExactArgs(1),
-		RunE:  func(cmd *cobra.Command, args []string) error { return runWindowPause(cmd.Context(), a, args[0], false, "") },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runWindowPause(cmd.Context(), a, args[0], false, "")
+		},
 	}
 	del := &cobra.Command{
 		Use:   "delete NAME",
