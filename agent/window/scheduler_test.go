@@ -17,6 +17,7 @@ import (
 
 	"github.com/reprov/reprov/agent/store"
 	"github.com/reprov/reprov/agent/window"
+	"github.com/reprov/reprov/lab/pg"
 )
 
 // clock is the injected clock every rule is decided on.
@@ -54,8 +55,12 @@ func ctxT(t *testing.T) context.Context {
 }
 
 func newEnv(t *testing.T, racks map[string]int) *env {
+	return newEnvOn(t, "sqlite://"+filepath.Join(t.TempDir(), "reprov.db"), racks)
+}
+
+func newEnvOn(t *testing.T, url string, racks map[string]int) *env {
 	t.Helper()
-	e := &env{t: t, url: "sqlite://" + filepath.Join(t.TempDir(), "reprov.db"), clk: &clock{}}
+	e := &env{t: t, url: url, clk: &clock{}}
 	e.st = e.open()
 	var err error
 	if e.q, err = e.st.NewQueue(store.QueueConfig{}); err != nil {
@@ -563,7 +568,13 @@ func TestNodeOfTwoOverlappingWindowsIsWorkedOnce(t *testing.T) {
 }
 
 func TestTwoControllersRunAnOccurrenceOnceAndATakeoverDoesNotRedoLandedNodes(t *testing.T) {
-	e := newEnv(t, map[string]int{"r1": 4, "r2": 4})
+	t.Run("sqlite", func(t *testing.T) { testTwoControllers(t, newEnv(t, map[string]int{"r1": 4, "r2": 4})) })
+	t.Run("postgres", func(t *testing.T) {
+		testTwoControllers(t, newEnvOn(t, pg.NewDatabase(t, pg.Start(t)), map[string]int{"r1": 4, "r2": 4}))
+	})
+}
+
+func testTwoControllers(t *testing.T, e *env) {
 	at := recent()
 	e.create(window.Spec{Name: "w", At: at, Batch: window.Amount{N: 4}})
 	a := e.scheduler("controller-a", e.open())
