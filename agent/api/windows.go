@@ -66,7 +66,7 @@ func (s *Server) createWindow(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "request body: "+err.Error(), "")
 		return
 	}
-	if err := req.Spec.Validate(); err != nil {
+	if err := errors.Join(req.Spec.Validate(), req.Spec.CheckAt(time.Now())); err != nil {
 		writeError(w, http.StatusUnprocessableEntity, "invalid", err.Error(), "")
 		return
 	}

@@ -799,3 +799,42 @@ func TestValidateNamesTheFlag(t *testing.T) {
 		t.Errorf("25%% of 10: %v %v, want 3", a.Of(10), err)
 	}
 }
+
+func TestDeletingAWindowStopsItsOpenOccurrence(t *testing.T) {
+	e := newEnv(t, map[string]int{"r1": 4})
+	at := recent()
+	e.create(window.Spec{Name: "w", At: at, Batch: window.Amount{N: 2}})
+	s := e.scheduler("c1", nil)
+	e.clk.Set(at)
+	tick(t, s)
+	_, nodes := e.occ("w")
+	b1 := byBatch(nodes, 1)
+	e.work(b1[0], store.JobLanded)
+	if err := e.st.DeleteWindow(ctxT(t), "w"); err != nil {
+		t.Fatal(err)
+	}
+	e.clk.Add(time.Minute)
+	tick(t, s)
+	o, nodes := e.occ("w")
+	want := "not started: the window was deleted"
+	if o.State != store.OccurrenceStopped || o.Reason != want {
+		t.Fatalf("occurrence of a deleted window: %s %q", o.State, o.Reason)
+	}
+	if c := states(nodes); c[store.WindowNodeNotStarted] != 3 || c[store.WindowNodeState(store.JobLanded)] != 1 {
+		t.Fatalf("node states %v, want 1 landed, 3 not started", c)
+	}
+	if _, err := e.claim(b1[1]); err == nil {
+		t.Fatal("a queued node of a deleted window was started")
+	}
+}
+
+func TestOneOffWindowWhoseCutoffPassedIsRefused(t *testing.T) {
+	sp := window.Spec{At: time.Now().Add(-2 * time.Hour), Duration: window.Duration(2 * time.Hour), Cutoff: window.Duration(10 * time.Minute)}
+	if err := sp.CheckAt(time.Now()); err == nil || !strings.Contains(err.Error(), "cutoff") {
+		t.Fatalf("a window whose cutoff passed: %v", err)
+	}
+	sp.At = time.Now().Add(-time.Hour)
+	if err := sp.CheckAt(time.Now()); err != nil {
+		t.Fatalf("a window still before its cutoff: %v", err)
+	}
+}

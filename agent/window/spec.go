@@ -24,6 +24,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	// The tz database is embedded: --tz works on controllers without
+	// /usr/share/zoneinfo (minimal containers).
+	_ "time/tzdata"
 
 	"github.com/robfig/cron/v3"
 )
@@ -265,6 +268,18 @@ func checkHook(path string) error {
 		return fmt.Errorf("--gate-hook %s: not executable", path)
 	case m.Perm()&0o022 != 0:
 		return fmt.Errorf("--gate-hook %s: writable by group or others (mode %o): anyone who can write it could stop or release a window", path, m.Perm())
+	}
+	return nil
+}
+
+// CheckAt refuses a one-off window whose cutoff has already passed at now
+// (it could only ever be recorded as missed).
+func (s Spec) CheckAt(now time.Time) error {
+	if s.At.IsZero() {
+		return nil
+	}
+	if _, cut := s.Bounds(s.At); !now.Before(cut) {
+		return fmt.Errorf("--at %s: the window's cutoff (%s) has already passed", s.At.Format(time.RFC3339), cut.Format(time.RFC3339))
 	}
 	return nil
 }

@@ -145,7 +145,10 @@ func (o windowCreateOptions) spec(name string) (window.Spec, error) {
 	if sp.MaxFailures, err = window.ParseAmount("--max-failures", o.MaxFailures); err != nil {
 		return sp, err
 	}
-	return sp, sp.Validate()
+	if err := sp.Validate(); err != nil {
+		return sp, err
+	}
+	return sp, sp.CheckAt(time.Now())
 }
 
 func runWindowCreate(ctx context.Context, a *app, name string, o windowCreateOptions) error {
