@@ -21,8 +21,15 @@ func TestWindowOnTheLabStartsNoNodeAfterItsCutoff(t *testing.T) {
 	c := newLabCLI(t, []fleet.ModelCount{{Model: fleet.ModelIPMI, Count: 40}}, 3*time.Second)
 	ctx := ctxFor(t, 4*time.Minute)
 
+	code, tokOut, tokErr := c.run(ctx, "token", "create", "--role", "viewer", "--name", "ci-viewer")
+	lines := strings.Split(strings.TrimSpace(tokOut), "\n")
+	token := lines[len(lines)-1]
+	if code != exitOK || !strings.HasPrefix(token, store.TokenPrefix) {
+		t.Fatalf("token create: exit %d\n%s\n%s", code, tokOut, tokErr)
+	}
 	var log syncBuffer
-	serve := c.startServe(ctx, freeAddr(t), &log)
+	apiAddr := freeAddr(t)
+	serve := c.startServe(ctx, apiAddr, &log)
 	defer stopServe(t, serve, &log)
 
 	at := time.Now().Add(5 * time.Second).Truncate(time.Second)
@@ -96,6 +103,21 @@ func TestWindowOnTheLabStartsNoNodeAfterItsCutoff(t *testing.T) {
 	code, table, _ := c.run(ctx, "window", "runs", "live", "--nodes")
 	if code != exitOK || !strings.Contains(table, "not_started") || !strings.Contains(table, "not started: the window's cutoff passed at") {
 		t.Errorf("window runs --nodes:\n%s", table)
+	}
+	// The same answer through the API (a viewer token reads it).
+	getenv := func(k string) string {
+		switch k {
+		case "REPROV_SERVER_TOKEN":
+			return "env:TEST_REPROV_TOKEN"
+		case "TEST_REPROV_TOKEN":
+			return token
+		}
+		return c.getenv(k)
+	}
+	var viaAPI, apiErr syncBuffer
+	if code := runAllCmds(ctx, []string{"--config", c.config, "--server", "http://" + apiAddr, "-o", "json", "window", "runs", "live"},
+		strings.NewReader(""), &viaAPI, &apiErr, getenv); code != exitOK || viaAPI.String() != out {
+		t.Errorf("window runs through the API: exit %d\n%s\n%s\nfrom the store:\n%s", code, viaAPI.String(), apiErr.String(), out)
 	}
 	t.Logf("%d nodes started before the cutoff, %d not started", started, notStarted)
 }
