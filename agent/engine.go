@@ -305,6 +305,10 @@ type RunOptions struct {
 	// WindowStart and WindowEnd bound when the run's nodes may start
 	// (zero: now, no end).
 	WindowStart, WindowEnd time.Time
+	// Cutoff, when set, is the last moment a node of the run may start,
+	// enforced where jobs are claimed (a reimaging window's end minus its
+	// cutoff, docs/windows.md).
+	Cutoff time.Time
 	// ResumeOnly continues the nodes' unfinished jobs (orphaned by a dead
 	// controller, or interrupted) and starts no new one: a node whose
 	// latest job ended is reported as that job ended.
@@ -444,7 +448,7 @@ func maxParallel(opts RunOptions) int {
 }
 
 func (e *Engine) submit(ctx context.Context, q *store.Queue, nodes []inventory.Node, subs []store.SubmitNode, opts RunOptions) (*Submission, error) {
-	spec := store.RunSpec{CreatedBy: opts.CreatedBy, Selection: opts.Selection, WindowStart: opts.WindowStart, WindowEnd: opts.WindowEnd,
+	spec := store.RunSpec{CreatedBy: opts.CreatedBy, Selection: opts.Selection, WindowStart: opts.WindowStart, WindowEnd: opts.WindowEnd, Cutoff: opts.Cutoff,
 		Limits: store.RunLimits{MaxParallel: maxParallel(opts), PerRack: opts.PerRack, PerBMC: opts.PerBMC, MaxFailures: opts.MaxFailures}}
 	if opts.Options != nil {
 		spec.Options = mustJSON(opts.Options)

@@ -172,6 +172,10 @@ func (rw *reinstallWorker) Work(ctx context.Context, job *river.Job[store.Reinst
 	nj, err := e.cfg.Store.Claim(ctx, a.NodeJobID, a.Generation, owner, e.cfg.LeaseTTL)
 	var na *store.NotAdmittedError
 	switch {
+	case errors.As(err, &na) && na.Limit == "hold":
+		// The run is held (its window paused, or its gate failing) for
+		// minutes or hours: look again every few seconds.
+		return river.JobSnooze(2*time.Second + rand.N(time.Second))
 	case errors.As(err, &na):
 		// One of the run's limits is reached: look again shortly (with
 		// jitter, so controllers don't claim in lockstep).

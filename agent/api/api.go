@@ -140,6 +140,7 @@ func New(cfg Config) (*Server, error) {
 	route("DELETE "+Prefix+"/quirks/{node}", s.clearQuirks)
 	route("DELETE "+Prefix+"/quirks/{node}/{quirk}", s.clearQuirks)
 	route("GET "+Prefix+"/audit", s.audit)
+	s.windowRoutes(route)
 	// Anything else under the prefix is a JSON 404, not the web root's.
 	route(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such API route: "+r.Method+" "+r.URL.Path, "")

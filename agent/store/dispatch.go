@@ -47,11 +47,17 @@ func QueueFor(site string) string {
 type NotAdmittedError struct {
 	JobID int64
 	Node  string
-	Limit string // max_parallel, per_rack or per_bmc
+	Limit string // max_parallel, per_rack, per_bmc, or hold
 	Value int
+	// Hold says why the run is held (Limit "hold"): its window is paused
+	// or its gate fails.
+	Hold string
 }
 
 func (e *NotAdmittedError) Error() string {
+	if e.Limit == "hold" {
+		return fmt.Sprintf("job %d (node %s) not started yet: the run is held: %s", e.JobID, e.Node, e.Hold)
+	}
 	return fmt.Sprintf("job %d (node %s) not started yet: the run's %s limit (%d) is reached", e.JobID, e.Node, e.Limit, e.Value)
 }
 
@@ -315,6 +321,12 @@ func (s *Store) admit(ctx context.Context, q querier, j NodeJob) error {
 	}
 	if end := run.WindowEnd; !end.IsZero() && time.Now().After(end) {
 		return stop(JobCancelled, "not started: the run's window ended at "+end.Format(time.RFC3339))
+	}
+	if cut := run.Cutoff; !cut.IsZero() && time.Now().After(cut) {
+		return stop(JobCancelled, WindowCutoffReason(cut))
+	}
+	if run.Hold != "" {
+		return &NotAdmittedError{JobID: j.ID, Node: j.Node, Limit: "hold", Hold: run.Hold}
 	}
 	l := run.Limits
 	count := func(extra string, args ...any) (int, error) {

@@ -10,7 +10,7 @@ import (
 )
 
 const runCols = `id, created_at, created_by, selection, options, window_start, window_end, state, finished_at,
-	max_parallel, per_rack, per_bmc, max_failures`
+	max_parallel, per_rack, per_bmc, max_failures, cutoff_at, hold`
 
 func scanRun(r row) (Run, error) {
 	var (
@@ -18,11 +18,12 @@ func scanRun(r row) (Run, error) {
 		created                            int64
 		options                            string
 		windowStart, windowEnd, finishedAt sql.NullInt64
+		cutoff                             sql.NullInt64
 		state                              string
 	)
 	var lim [4]int64
 	err := r.Scan(&run.ID, &created, &run.CreatedBy, &run.Selection, &options, &windowStart, &windowEnd, &state, &finishedAt,
-		&lim[0], &lim[1], &lim[2], &lim[3])
+		&lim[0], &lim[1], &lim[2], &lim[3], &cutoff, &run.Hold)
 	if err != nil {
 		return Run{}, err
 	}
@@ -32,6 +33,7 @@ func scanRun(r row) (Run, error) {
 	run.WindowEnd = fromMicros(windowEnd)
 	run.State = RunState(state)
 	run.Finished = fromMicros(finishedAt)
+	run.Cutoff = fromMicros(cutoff)
 	run.Limits = RunLimits{MaxParallel: int(lim[0]), PerRack: int(lim[1]), PerBMC: int(lim[2]), MaxFailures: int(lim[3])}
 	return run, nil
 }
@@ -61,10 +63,10 @@ func (s *Store) createRunTx(ctx context.Context, q querier, spec RunSpec) (Run, 
 	}
 	l := spec.Limits
 	r := q.queryRow(ctx, `INSERT INTO reprov_run (created_at, created_by, selection, options, window_start, window_end, state,
-			max_parallel, per_rack, per_bmc, max_failures)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+runCols,
+			max_parallel, per_rack, per_bmc, max_failures, cutoff_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING `+runCols,
 		now.UnixMicro(), spec.CreatedBy, spec.Selection, options, micros(spec.WindowStart), micros(spec.WindowEnd), string(state),
-		max(l.MaxParallel, 0), max(l.PerRack, 0), max(l.PerBMC, 0), max(l.MaxFailures, 0))
+		max(l.MaxParallel, 0), max(l.PerRack, 0), max(l.PerBMC, 0), max(l.MaxFailures, 0), micros(spec.Cutoff))
 	run, err := scanRun(r)
 	if err != nil {
 		return Run{}, fmt.Errorf("create run: %w", err)

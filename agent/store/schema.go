@@ -196,7 +196,7 @@ func migrations() []migration {
 			revoked_at   BIGINT
 		)`,
 		},
-	}}
+	}, windowsMigration()}
 }
 
 // SchemaVersion is the version of reprov's own schema this build writes.

@@ -84,6 +84,14 @@ type Run struct {
 	Finished    time.Time       `json:"finished"`
 	// Limits are enforced where the run's jobs are claimed.
 	Limits RunLimits `json:"limits"`
+	// Cutoff, when set, is the last moment a job of the run may start (a
+	// reimaging window's end minus its cutoff): a job claimed later ends
+	// cancelled, "not started" (docs/windows.md).
+	Cutoff time.Time `json:"cutoff"`
+	// Hold, when set, says why no job of the run may start now (its
+	// window is paused, or its gate fails); claims wait until it is
+	// cleared (SetRunHold).
+	Hold string `json:"hold,omitempty"`
 }
 
 // RunLimits are a run's admission limits. They hold across every controller
@@ -109,6 +117,8 @@ type RunSpec struct {
 	WindowStart time.Time
 	WindowEnd   time.Time
 	Limits      RunLimits
+	// Cutoff: no job of the run starts after it (zero: none).
+	Cutoff time.Time
 }
 
 // JobState is a node job's state. Queued and running are active: a node has

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/reprov/reprov/agent/store"
+	"github.com/reprov/reprov/agent/window"
 	"github.com/reprov/reprov/inventory"
 )
 
@@ -185,7 +186,28 @@ func (s *StoreSource) Audit(ctx context.Context, node string, limit int) ([]Audi
 	return nil, nil
 }
 
-// Windows implements Source. Reimaging windows do not exist yet: none.
+// Windows implements Source: every reimaging window with its next start
+// and its latest occurrence (docs/windows.md).
 func (s *StoreSource) Windows(ctx context.Context) ([]Window, error) {
-	return nil, nil
+	recs, err := s.Store.Windows(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Window, 0, len(recs))
+	for _, r := range recs {
+		st, err := window.Describe(ctx, s.Store, r, s.now(), 0)
+		if err != nil {
+			return nil, err
+		}
+		w := Window{Name: st.Name, Selection: st.Spec.Selection.Text(), Next: st.Next}
+		if l := st.Last; l != nil {
+			w.LastRunID = l.RunID
+			w.LastResult = string(l.State)
+			if sum := l.Summary(); sum != "" {
+				w.LastResult += ": " + sum
+			}
+		}
+		out = append(out, w)
+	}
+	return out, nil
 }

@@ -56,6 +56,7 @@ Exit codes: 0 success; 1 some node failed (or validate found errors);
 		newServeCmd(a),
 		newManPagesCmd(a),
 		newQuirksCmd(a),
+		newWindowCmd(a),
 	)
 	addCompletions(root, a)
 	return root

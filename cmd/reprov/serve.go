@@ -156,6 +156,15 @@ func runServe(ctx context.Context, a *app, o serveOptions) error {
 		return failedError(err)
 	}
 
+	// Reimaging windows (docs/windows.md): every controller runs the
+	// scheduler; the store gives each occurrence to one of them.
+	stopWindows, err := env.startWindows(ctx, inv, obs, w.ID())
+	if err != nil {
+		ln.Close()
+		return failedError(err)
+	}
+	defer stopWindows()
+
 	hs := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 10 * time.Second,
