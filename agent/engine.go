@@ -131,7 +131,8 @@ type Config struct {
 	// (default inband's).
 	RebootDelay time.Duration
 
-	// OpenBMC opens a node's BMC (nil: fleet.OpenBMC with Limiter).
+	// OpenBMC opens a node's BMC (nil: fleet.OpenBMC with Limiter, its
+	// requests reported to the observer, see SetObserver).
 	OpenBMC func(ctx context.Context, n inventory.Node) (bmc.Client, error)
 	// DialSSH connects to a node's running OS (nil: sshx with the node's
 	// inventory settings).
@@ -179,8 +180,9 @@ type Engine struct {
 	planDial func(ctx context.Context, n inventory.Node) (SSHConn, error)
 }
 
-// SetObserver makes the engine report step durations and takeovers to the
-// Prometheus metrics (reprov serve). Call it before StartWorker.
+// SetObserver makes the engine report step durations, takeovers and the
+// requests of the BMCs it opens to the Prometheus metrics (reprov serve).
+// Call it before StartWorker.
 func (e *Engine) SetObserver(o *metrics.Observer) { e.obs = o }
 
 // New returns an engine for cfg.
@@ -236,10 +238,7 @@ func New(cfg Config) (*Engine, error) {
 		e.log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.OpenBMC == nil {
-		e.cfg.OpenBMC = func(ctx context.Context, n inventory.Node) (bmc.Client, error) {
-			c, _, err := fleet.OpenBMC(ctx, n, e.cfg.Limiter, e.log)
-			return c, err
-		}
+		e.cfg.OpenBMC = e.openBMC
 	}
 	if cfg.DialSSH == nil {
 		e.cfg.DialSSH = e.dialSSH

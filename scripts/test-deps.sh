@@ -16,6 +16,7 @@ declare -A need=(
   [sfdisk]=fdisk
   [/usr/lib/postgresql/15/bin/initdb]=postgresql
   [chromium]=chromium
+  [promtool]=prometheus
   [dropbear]=dropbear-bin
   [dropbearkey]=dropbear-bin
 )

@@ -49,6 +49,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/reprov/reprov/agent/metrics"
 	"github.com/reprov/reprov/agent/store"
 	"github.com/reprov/reprov/playbooks"
 )
@@ -59,6 +60,14 @@ type Jobs interface {
 	NodeJobs(ctx context.Context, f store.JobFilter) ([]store.NodeJob, error)
 	Land(ctx context.Context, jobID int64, source store.LandingSource, evidence json.RawMessage, retryWindow time.Duration) (store.LandResult, error)
 	JobByCallbackToken(ctx context.Context, token string) (store.NodeJob, error)
+}
+
+// Observer is told the answer of every request the endpoint answers but
+// /healthz (one of the metrics.Answer constants); the Prometheus metrics
+// implement it (agent/metrics.Observer). It must be safe for concurrent
+// use.
+type Observer interface {
+	LandingRequest(answer string)
 }
 
 // Defaults of Config.
@@ -109,6 +118,8 @@ type Config struct {
 	Log *slog.Logger
 	// RequestTimeout bounds the store work of one request (default 10 s).
 	RequestTimeout time.Duration
+	// Observer, when set, is told every answer (reprov serve's metrics).
+	Observer Observer
 }
 
 // Server is the landing endpoint. It is an http.Handler.
@@ -215,9 +226,17 @@ func ListenIsLoopback(listen string) bool {
 	return err == nil && a.Unmap().IsLoopback()
 }
 
+// answered tells the observer, if any, how a request was answered.
+func (s *Server) answered(answer string) {
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.LandingRequest(answer)
+	}
+}
+
 // unavailable is the answer when the store cannot answer: the detail goes
 // to the log only; the netboot client retries (docs/netboot.md).
-func unavailable(w http.ResponseWriter) {
+func (s *Server) unavailable(w http.ResponseWriter) {
+	s.answered(metrics.AnswerError)
 	w.Header().Set("Retry-After", "5")
 	http.Error(w, "reprov landing endpoint: cannot answer now; retry", http.StatusServiceUnavailable)
 }
@@ -227,11 +246,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	src, ok := sourceAddr(r)
 	if !ok || !s.allowed(src) {
 		s.log.Warn("landing: request from a source outside landing.allow refused", "remote", r.RemoteAddr, "path", truncate(r.URL.Path, 80))
+		s.answered(metrics.AnswerForbidden)
 		http.Error(w, "source not allowed", http.StatusForbidden)
 		return
 	}
 	if !src.IsLoopback() && !s.limiter.allow(src, time.Now()) {
 		s.log.Debug("landing: source over its request rate", "remote", r.RemoteAddr)
+		s.answered(metrics.AnswerRateLimited)
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "too many requests", http.StatusTooManyRequests)
 		return
@@ -282,6 +303,7 @@ func (s *Server) bootIPXE(w http.ResponseWriter, r *http.Request) {
 	raw := r.URL.Query().Get("mac")
 	mac, err := store.NormalizeMAC(raw)
 	if err != nil {
+		s.answered(metrics.AnswerError)
 		http.Error(w, fmt.Sprintf("bad or missing mac parameter %q", truncate(raw, 40)), http.StatusBadRequest)
 		return
 	}
@@ -294,12 +316,13 @@ func (s *Server) bootIPXE(w http.ResponseWriter, r *http.Request) {
 		// A store that cannot answer, or a MAC on several nodes: the
 		// netboot client retries (docs/netboot.md); never guess.
 		s.log.Error("landing: MAC look-up failed", "mac", mac, "remote", r.RemoteAddr, "err", err)
-		unavailable(w)
+		s.unavailable(w)
 		return
 	}
 	if !s.sourceMatches(job.Node, r) {
 		s.log.Warn("landing: request from a source that is not the node's provisioning address refused (landing.match_source)",
 			"node", job.Node, "mac", mac, "remote", r.RemoteAddr)
+		s.answered(metrics.AnswerForbidden)
 		http.Error(w, "source is not this node's provisioning address", http.StatusForbidden)
 		return
 	}
@@ -312,6 +335,7 @@ func (s *Server) bootIPXE(w http.ResponseWriter, r *http.Request) {
 		// on its own during precheck). Answer as for any node.
 		s.log.Warn("landing: landing before the kick refused: the job has not made the node boot yet; answering boot local disk",
 			"node", job.Node, "job", job.ID, "mac", mac, "remote", r.RemoteAddr)
+		s.answered(metrics.AnswerLocal)
 		writeScript(w, LocalBootScript(mac))
 		return
 	case errors.Is(err, store.ErrNotActive), errors.Is(err, store.ErrNotFound):
@@ -319,7 +343,7 @@ func (s *Server) bootIPXE(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		s.log.Error("landing: mark landed", "node", job.Node, "job", job.ID, "err", err)
-		unavailable(w)
+		s.unavailable(w)
 		return
 	}
 	switch {
@@ -332,9 +356,11 @@ func (s *Server) bootIPXE(w http.ResponseWriter, r *http.Request) {
 	profile, err := s.cfg.Profile(job.Node)
 	if err != nil {
 		s.log.Error("landing: install profile", "node", job.Node, "err", err)
+		s.answered(metrics.AnswerError)
 		http.Error(w, "no install profile for this node", http.StatusInternalServerError)
 		return
 	}
+	s.answered(metrics.AnswerNetboot)
 	writeScript(w, InstallScript(res.Job, profile, s.CallbackURL(job.Node), res.Token))
 }
 
@@ -344,12 +370,14 @@ func (s *Server) noJob(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	if node, until, held := s.held(ctx, mac); held {
 		s.log.Info("landing: the node's reinstall is interrupted: holding it in its network boot until it is resumed",
 			"node", node, "mac", mac, "until", until)
+		s.answered(metrics.AnswerHold)
 		w.Header().Set("Retry-After", "15")
 		http.Error(w, fmt.Sprintf("reprov: the reinstall of %s is interrupted; holding the network boot until it is resumed (reprov reinstall --resume %s) or %s",
 			node, node, until.Format(time.RFC3339)), http.StatusServiceUnavailable)
 		return
 	}
 	s.log.Debug("landing: no job waiting: boot local disk", "mac", mac, "remote", r.RemoteAddr)
+	s.answered(metrics.AnswerLocal)
 	writeScript(w, LocalBootScript(mac))
 }
 
@@ -412,11 +440,13 @@ func (s *Server) landed(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if token == "" {
+		s.answered(metrics.AnswerCallbackRefused)
 		http.Error(w, "missing token", http.StatusUnauthorized)
 		return
 	}
 	refused := func(why string) {
 		s.log.Warn("landing: callback refused: "+why, "node", truncate(node, 80), "remote", r.RemoteAddr)
+		s.answered(metrics.AnswerCallbackRefused)
 		http.Error(w, "unknown token, or the job no longer waits for a landing", http.StatusForbidden)
 	}
 	if len(token) > maxTokenLen {
@@ -430,11 +460,12 @@ func (s *Server) landed(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		s.log.Error("landing: callback token look-up", "node", truncate(node, 80), "remote", r.RemoteAddr, "err", err)
-		unavailable(w)
+		s.unavailable(w)
 		return
 	}
 	if job.Node != node {
 		s.log.Warn("landing: callback token of another node refused", "path_node", truncate(node, 80), "token_node", job.Node, "remote", r.RemoteAddr)
+		s.answered(metrics.AnswerCallbackRefused)
 		http.Error(w, "the token is not this node's", http.StatusForbidden)
 		return
 	}
@@ -450,12 +481,13 @@ func (s *Server) landed(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		s.log.Error("landing: mark landed (callback)", "node", node, "job", job.ID, "err", err)
-		unavailable(w)
+		s.unavailable(w)
 		return
 	}
 	if res.First {
 		s.log.Info("landing: installer called back", "node", node, "job", job.ID, "after_end", res.AfterEnd, "remote", r.RemoteAddr)
 	}
+	s.answered(metrics.AnswerCallbackOK)
 	w.WriteHeader(http.StatusNoContent)
 }
 

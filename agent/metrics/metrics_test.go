@@ -2,6 +2,8 @@ package metrics_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"github.com/reprov/reprov/agent/metrics"
 	"github.com/reprov/reprov/agent/store"
 	"github.com/reprov/reprov/agent/web/webtest"
+	"github.com/reprov/reprov/bmc"
 	"github.com/reprov/reprov/inventory"
 	"github.com/reprov/reprov/lab/pg"
 )
@@ -227,6 +230,40 @@ func TestCategory(t *testing.T) {
 	} {
 		if got := metrics.Category(reason, reasons); got != want {
 			t.Errorf("Category(%q) = %q, want %q", reason, got, want)
+		}
+	}
+}
+
+// TestBMCResultCountsByOutcome: a request's error is counted under its
+// outcome; a request its caller cancelled is not counted.
+func TestBMCResultCountsByOutcome(t *testing.T) {
+	reg, obs := seededRegistry(t)
+	for _, err := range []error{
+		nil,
+		nil,
+		&bmc.OpError{Op: "power status", BMC: "127.0.0.1:623", Err: bmc.ErrNoAnswer},
+		fmt.Errorf("power status: %w", context.DeadlineExceeded),
+		&bmc.OpError{Op: "connect", BMC: "127.0.0.1:623", Err: bmc.ErrAuthentication},
+		&bmc.RetryError{Op: "set boot override", Tries: 4, Err: bmc.Temporary(bmc.ErrBusy)},
+		errors.New("unexpected EOF"),
+		context.Canceled,
+	} {
+		obs.BMCResult("ipmi", err, time.Second)
+	}
+	obs.BMCResult("redfish", fmt.Errorf("%w: BootSourceOverrideMode", bmc.ErrUnsupported), time.Second)
+	page := scrape(t, metrics.Handler(reg, ""))
+	for metric, want := range map[string]int{
+		`reprov_bmc_requests_total{outcome="ok",protocol="ipmi"}`:         2,
+		`reprov_bmc_requests_total{outcome="timeout",protocol="ipmi"}`:    2,
+		`reprov_bmc_requests_total{outcome="auth",protocol="ipmi"}`:       1,
+		`reprov_bmc_requests_total{outcome="refused",protocol="ipmi"}`:    1,
+		`reprov_bmc_requests_total{outcome="error",protocol="ipmi"}`:      1,
+		`reprov_bmc_requests_total{outcome="refused",protocol="redfish"}`: 1,
+		`reprov_bmc_request_duration_seconds_count{protocol="ipmi"}`:      7,
+		`reprov_bmc_request_duration_seconds_count{protocol="redfish"}`:   1,
+	} {
+		if !strings.Contains(page, "\n"+metric+" "+strconv.Itoa(want)+"\n") {
+			t.Errorf("scrape lacks %s %d", metric, want)
 		}
 	}
 }

@@ -1,9 +1,13 @@
 package metrics
 
 import (
+	"context"
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/reprov/reprov/bmc"
 )
 
 // BMC request outcomes (the outcome label of reprov_bmc_requests_total).
@@ -11,9 +15,25 @@ const (
 	OutcomeOK      = "ok"
 	OutcomeTimeout = "timeout" // no answer in time (bmc.ErrTimeout, context deadline)
 	OutcomeAuth    = "auth"    // credentials refused (bmc.ErrAuth)
-	OutcomeRefused = "refused" // the BMC answered but refused the request (unsupported, invalid)
+	OutcomeRefused = "refused" // the BMC answered but refused the request (unsupported, busy, powered off, reverted)
 	OutcomeError   = "error"   // anything else
 )
+
+// BMCOutcome is the outcome label of a BMC request that returned err.
+func BMCOutcome(err error) string {
+	switch {
+	case err == nil:
+		return OutcomeOK
+	case errors.Is(err, bmc.ErrNoAnswer), errors.Is(err, context.DeadlineExceeded):
+		return OutcomeTimeout
+	case errors.Is(err, bmc.ErrAuthentication):
+		return OutcomeAuth
+	case errors.Is(err, bmc.ErrUnsupported), errors.Is(err, bmc.ErrBusy), errors.Is(err, bmc.ErrPoweredOff),
+		errors.Is(err, bmc.ErrReverted), errors.Is(err, bmc.ErrCipherSuite):
+		return OutcomeRefused
+	}
+	return OutcomeError
+}
 
 // Landing endpoint answers (the answer label of
 // reprov_landing_requests_total).
@@ -23,7 +43,8 @@ const (
 	AnswerHold            = "hold"             // 503: an interrupted job holds the node in network boot
 	AnswerCallbackOK      = "callback_ok"      // POST /landed/{node} with a valid token
 	AnswerCallbackRefused = "callback_refused" // POST /landed/{node} with a bad or stale token
-	AnswerForbidden       = "forbidden"        // the source address is not an allowed network
+	AnswerForbidden       = "forbidden"        // the source address is not an allowed network, or not the node's (landing.match_source)
+	AnswerRateLimited     = "rate_limited"     // 429: the source address is over its request rate
 	AnswerError           = "error"            // the endpoint could not answer (store error, bad request)
 )
 
@@ -103,6 +124,19 @@ func (o *Observer) BMCRequest(protocol, outcome string, d time.Duration) {
 	o.bmcDuration.WithLabelValues(protocol).Observe(d.Seconds())
 }
 
+// BMCResult records one BMC request that returned err (nil: it succeeded)
+// under its outcome (BMCOutcome). A request cancelled by its caller (a
+// stopping controller) is not counted: it says nothing about the BMC. It
+// implements bmc.RequestObserver.
+func (o *Observer) BMCResult(protocol string, err error, d time.Duration) {
+	if o == nil || errors.Is(err, context.Canceled) {
+		return
+	}
+	o.BMCRequest(protocol, BMCOutcome(err), d)
+}
+
+var _ bmc.RequestObserver = (*Observer)(nil)
+
 // LandingRequest records one answer of the landing endpoint (an Answer
 // constant; others count as "error").
 func (o *Observer) LandingRequest(answer string) {
@@ -110,7 +144,7 @@ func (o *Observer) LandingRequest(answer string) {
 		return
 	}
 	switch answer {
-	case AnswerNetboot, AnswerLocal, AnswerHold, AnswerCallbackOK, AnswerCallbackRefused, AnswerForbidden, AnswerError:
+	case AnswerNetboot, AnswerLocal, AnswerHold, AnswerCallbackOK, AnswerCallbackRefused, AnswerForbidden, AnswerRateLimited, AnswerError:
 	default:
 		answer = AnswerError
 	}

@@ -249,11 +249,13 @@ type NodeDetail struct {
 type AuditEntry struct {
 	Time   time.Time
 	Phase  string // intent or outcome
-	RunID  int64
+	JobID  int64  // the node job the act belongs to (0: an ad-hoc command)
 	Action string
-	Result string
+	Result string // outcome: ok, failed, skipped
 	Detail string // JSON or text; never a secret
 	Error  string
+	// Controller is who wrote the record ("host/pid").
+	Controller string
 }
 
 // BuildFleet groups cells into racks (sorted by rack, then node name) and

@@ -178,12 +178,11 @@ func (s *StoreSource) Node(ctx context.Context, name string) (NodeDetail, error)
 	return d, nil
 }
 
-// Audit implements Source. The audit trail is not in the store yet (it is a
-// JSON-lines file per controller, docs/architecture.md): until it is, the
-// node page says so and this returns nothing. Completing it is one query
-// over the store's audit table.
+// Audit implements Source: the node's records of the store's shared audit
+// trail, which every controller's audit log mirrors (docs/architecture.md,
+// "Audit").
 func (s *StoreSource) Audit(ctx context.Context, node string, limit int) ([]AuditEntry, error) {
-	return nil, nil
+	return storeAudit(ctx, s.Store, node, limit)
 }
 
 // Windows implements Source: every reimaging window with its next start

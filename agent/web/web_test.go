@@ -245,3 +245,55 @@ func TestNodePage(t *testing.T) {
 		t.Errorf("refresh.js = %d", resp.StatusCode)
 	}
 }
+
+// TestNodePageShowsTheAuditTrail: the node page lists the node's records
+// of the store's audit trail, newest first, and no other node's.
+func TestNodePageShowsTheAuditTrail(t *testing.T) {
+	st, src := seeded(t)
+	ctx := context.Background()
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	recs := []store.AuditRecord{
+		{At: at, RecordID: "a1", Phase: "intent", Node: "r1-n02", Action: "set_boot_override", JobID: 7, Controller: "ctl-a/1",
+			Detail: []byte(`{"device":"pxe"}`)},
+		{At: at.Add(time.Second), RecordID: "a1", Phase: "outcome", Node: "r1-n02", Action: "set_boot_override", JobID: 7,
+			Controller: "ctl-a/1", Result: "ok"},
+		{At: at.Add(2 * time.Second), RecordID: "a2", Phase: "intent", Node: "r1-n02", Action: "power_cycle", JobID: 7, Controller: "ctl-b/2"},
+		{At: at.Add(3 * time.Second), RecordID: "a2", Phase: "outcome", Node: "r1-n02", Action: "power_cycle", JobID: 7,
+			Controller: "ctl-b/2", Result: "failed", Error: "no answer from BMC"},
+		{At: at, RecordID: "b1", Phase: "intent", Node: "r1-n03", Action: "wipe_boot_sector", Controller: "ctl-a/1"},
+	}
+	if err := st.AppendAudit(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	h, err := web.New(web.Config{Source: src, Public: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := body(t, get(t, h, "/nodes/r1-n02"))
+	_, table, ok := strings.Cut(page, `<table id="audit">`)
+	if !ok {
+		t.Fatalf("the node page has no audit table:\n%s", page)
+	}
+	table, _, _ = strings.Cut(table, "</table>")
+	rows := regexp.MustCompile(`<tr><td>[^<]*</td><td>7</td><td>([a-z_]+)</td><td>([a-z]+)</td><td>([^<]*)</td><td>([^<]*)</td>`).
+		FindAllStringSubmatch(table, -1)
+	var got []string
+	for _, r := range rows {
+		got = append(got, strings.Join(r[1:], " "))
+	}
+	want := []string{
+		"power_cycle outcome failed: no answer from BMC ctl-b/2",
+		"power_cycle intent  ctl-b/2",
+		"set_boot_override outcome ok ctl-a/1",
+		"set_boot_override intent  ctl-a/1",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("audit rows on the node page, newest first:\n got %q\nwant %q", got, want)
+	}
+	if !strings.Contains(table, "{&#34;device&#34;:&#34;pxe&#34;}") {
+		t.Errorf("the intent's detail is not shown:\n%s", table)
+	}
+	if strings.Contains(page, "wipe_boot_sector") {
+		t.Error("r1-n02's page shows r1-n03's audit record")
+	}
+}

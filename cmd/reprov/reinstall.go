@@ -20,6 +20,7 @@ import (
 	"github.com/reprov/reprov/agent/audit"
 	"github.com/reprov/reprov/agent/fleet"
 	"github.com/reprov/reprov/agent/landing"
+	"github.com/reprov/reprov/agent/metrics"
 	"github.com/reprov/reprov/agent/store"
 	"github.com/reprov/reprov/inventory"
 	"github.com/reprov/reprov/playbooks"
@@ -289,6 +290,8 @@ type engineEnv struct {
 	audit     *audit.Log
 	auditPath string
 	engine    *agent.Engine
+	// obs, when set (serve), gets the landing endpoint's answers.
+	obs *metrics.Observer
 }
 
 // storeURL is the configured job store, or SQLite in the state dir.
@@ -561,7 +564,8 @@ func (env *engineEnv) startLanding(ctx context.Context) (stop func(), err error)
 		window = -1 // landing.retry_window: 0 turns the retry off
 	}
 	srv, err := landing.New(landing.Config{Jobs: env.st, Profile: env.profileFor, URL: a.cfg.Landing.URL, Allow: allow, Log: a.log,
-		NodeByMAC: nodeByMAC(env.inv), NodeAddr: nodeAddr(env.inv), MatchSource: a.cfg.Landing.MatchSource, RetryWindow: window})
+		NodeByMAC: nodeByMAC(env.inv), NodeAddr: nodeAddr(env.inv), MatchSource: a.cfg.Landing.MatchSource, RetryWindow: window,
+		Observer: env.obs})
 	if err != nil {
 		return nil, usageError(err)
 	}

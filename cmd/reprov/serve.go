@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/reprov/reprov/agent"
@@ -108,6 +109,13 @@ func runServe(ctx context.Context, a *app, o serveOptions) error {
 	defer env.close()
 	events.st = env.st
 
+	// The metrics exist before the landing endpoint, which reports to them.
+	reg, obs, err := env.newMetrics(inv)
+	if err != nil {
+		return err
+	}
+	env.obs = obs
+
 	// The landing endpoint (one call: the rebinding keeper replaces it).
 	stopLanding, err := env.serveLanding(ctx)
 	if err != nil {
@@ -119,7 +127,7 @@ func runServe(ctx context.Context, a *app, o serveOptions) error {
 	if err != nil {
 		return usagef("server.listen: %w", err)
 	}
-	mount, obs, err := env.statusHandlers(inv, tls)
+	mount, err := env.statusHandlers(inv, tls, reg)
 	if err != nil {
 		ln.Close()
 		return err
@@ -307,10 +315,17 @@ func (l *stateLog) event(e agent.Event) {
 	l.log.Info(msg, attrs...)
 }
 
+// newMetrics is serve's Prometheus registry and the observer the engine
+// and the landing endpoint report to.
+func (env *engineEnv) newMetrics(inv *inventory.Inventory) (*prometheus.Registry, *metrics.Observer, error) {
+	return metrics.NewRegistry(metrics.Config{Store: env.st, Inventory: func() *inventory.Inventory { return inv },
+		Reasons: agent.Reasons(), Log: env.a.log})
+}
+
 // statusHandlers are the status page ("/", "/nodes/NAME", "/login") and
-// the Prometheus metrics ("/metrics") that serve mounts next to the API,
-// and the metrics' observer for the engine.
-func (env *engineEnv) statusHandlers(inv *inventory.Inventory, tls bool) (func(*http.ServeMux), *metrics.Observer, error) {
+// the Prometheus metrics of reg ("/metrics") that serve mounts next to the
+// API.
+func (env *engineEnv) statusHandlers(inv *inventory.Inventory, tls bool, reg prometheus.Gatherer) (func(*http.ServeMux), error) {
 	a := env.a
 	invFunc := func() *inventory.Inventory { return inv }
 	page, err := web.New(web.Config{
@@ -327,21 +342,17 @@ func (env *engineEnv) statusHandlers(inv *inventory.Inventory, tls bool) (func(*
 		Log:          a.log,
 	})
 	if err != nil {
-		return nil, nil, err
-	}
-	reg, obs, err := metrics.NewRegistry(metrics.Config{Store: env.st, Inventory: invFunc, Reasons: agent.Reasons(), Log: a.log})
-	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	token := ""
 	if ref := a.cfg.Server.MetricsToken; ref != "" {
 		if token, err = inventory.NewSecret(ref).Resolve(); err != nil {
-			return nil, nil, usagef("server.metrics_token: %w", err)
+			return nil, usagef("server.metrics_token: %w", err)
 		}
 	}
 	mh := metrics.Handler(reg, token)
 	return func(mux *http.ServeMux) {
 		mux.Handle("/metrics", mh)
 		mux.Handle("/", page)
-	}, obs, nil
+	}, nil
 }
