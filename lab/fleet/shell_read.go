@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
-
 )
 
 // The read-only POSIX commands a plan sends to a push-mode node, which
