@@ -57,14 +57,14 @@ reprov_playbook=from-inventory-group
 `,
 				// all: lowest of the files; the parent group beats it, the
 				// child beats the parent.
-				"group_vars/all.yml": "ansible_user: from-all\nreprov_playbook: from-all\nipmi_user: ADMIN\nipmi_password: env:IPMI_PASSWORD\nreprov_boot_mode: legacy\n",
-				"group_vars/webservers/main.yml":   "reprov_playbook: from-webservers\nreprov_boot_mode: uefi\n",
+				"group_vars/all.yml":                "ansible_user: from-all\nreprov_playbook: from-all\nipmi_user: ADMIN\nipmi_password: env:IPMI_PASSWORD\nreprov_boot_mode: legacy\n",
+				"group_vars/webservers/main.yml":    "reprov_playbook: from-webservers\nreprov_boot_mode: uefi\n",
 				"group_vars/webservers/zz-bmc.yaml": "ipmi_port: 6230\n",
-				"group_vars/rack_r12":              "reprov_playbook: hp-dl360-g7\n",
-				"group_vars/rack_r12.yml~":         "reprov_playbook: an-editor-backup\n",
-				"host_vars/web-014.json":           `{"ipmi_host": "10.1.12.14", "serial": "CZJ1234ABC"}`,
-				"host_vars/web-015/bmc.yml":        "ipmi_host: 10.1.12.15\nansible_user: from-host-vars\n",
-				"host_vars/web-099.yml":            "serial: NOPE\n",
+				"group_vars/rack_r12":               "reprov_playbook: hp-dl360-g7\n",
+				"group_vars/rack_r12.yml~":          "reprov_playbook: an-editor-backup\n",
+				"host_vars/web-014.json":            `{"ipmi_host": "10.1.12.14", "serial": "CZJ1234ABC"}`,
+				"host_vars/web-015/bmc.yml":         "ipmi_host: 10.1.12.15\nansible_user: from-host-vars\n",
+				"host_vars/web-099.yml":             "serial: NOPE\n",
 			})
 			inv, ws, err := Import(filepath.Join(dir, format), FromAnsible, ImportOptions{})
 			if err != nil {
