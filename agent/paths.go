@@ -107,6 +107,9 @@ func (r *nodeRun) oob(ctx context.Context) (*kick, error) {
 			return out, "", err
 		case errors.As(err, &f):
 			return out, "", f
+		case errors.Is(err, bmc.ErrDeviceOnly):
+			r.learnDeviceOnly(actx, err)
+			return out, "", cannot("the BMC did not take the boot override: %v", err)
 		case err != nil:
 			return out, "", cannot("the BMC did not take the boot override: %v", err)
 		}

@@ -93,9 +93,8 @@ type PlanStep struct {
 
 // Plan says what a reinstall of n would do. Online it reads the BMC
 // (power, override, identity) and the node (identity, boot disk, the bytes
-// that would be zeroed) without changing anything — except, in agent mode
-// push, the agent binary copied to the node's /tmp for the reading and
-// removed after.
+// that would be zeroed) without changing anything: in agent mode push too,
+// nothing is copied to the node (inband.Session.Plan).
 func (e *Engine) Plan(ctx context.Context, n inventory.Node, o PlanOptions) (*NodePlan, error) {
 	pb, err := e.cfg.Playbooks.Get(n.Playbook)
 	if err != nil {

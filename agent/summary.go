@@ -11,7 +11,10 @@ import (
 	"github.com/reprov/reprov/agent/store"
 )
 
-// Summary tallies a run's results the way an operator reads them.
+// Summary tallies a run's results the way an operator reads them. Every
+// group of nodes has one shape (Group), in JSON too: failed and skipped by
+// reason, and the interrupted, resumed and learned nodes; a list with no
+// node is [] (never null).
 type Summary struct {
 	Nodes int `json:"nodes"`
 	// LandedOOB and LandedInband count the nodes that landed by each path.
@@ -20,34 +23,62 @@ type Summary struct {
 	// Escalated counts the landed nodes that went in-band after the board
 	// was caught ignoring the override.
 	Escalated int `json:"escalated"`
-	// Failed lists the failed nodes by reason.
-	Failed map[string][]string `json:"failed"`
-	// Skipped lists the nodes not worked (busy, failure budget) by reason.
-	Skipped map[string][]string `json:"skipped"`
-	// Interrupted lists the nodes stopped by Ctrl-C.
-	Interrupted []string `json:"interrupted"`
-	// Learned lists the nodes whose board was learned to ignore the
-	// out-of-band override.
-	Learned []string `json:"learned,omitempty"`
-	// Resumed lists the nodes whose earlier job was continued.
-	Resumed []string `json:"resumed,omitempty"`
+	// Failed groups the failed nodes by reason.
+	Failed []Group `json:"failed"`
+	// Skipped groups the nodes not worked (busy, failure budget) by reason.
+	Skipped []Group `json:"skipped"`
+	// Interrupted groups the nodes stopped by Ctrl-C (one group, reason
+	// "interrupted").
+	Interrupted []Group `json:"interrupted"`
+	// Learned groups the nodes by the quirk learned about them in the run
+	// (reason: the quirk, e.g. ignores-oob-pxe, device-only-bmc).
+	Learned []Group `json:"learned"`
+	// Resumed groups the nodes whose earlier job was continued (one group,
+	// reason "resumed").
+	Resumed []Group `json:"resumed"`
 	// Proposals are advice about models.
-	Proposals []string `json:"proposals,omitempty"`
+	Proposals []string `json:"proposals"`
+}
+
+// Group is one group of a summary: the nodes that ended the same way for
+// the same reason.
+type Group struct {
+	Reason string   `json:"reason"`
+	Count  int      `json:"count"`
+	Nodes  []string `json:"nodes"`
+}
+
+// groups turns reason → nodes into groups sorted by reason.
+func groups(m map[string][]string) []Group {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]Group, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, Group{Reason: k, Count: len(m[k]), Nodes: m[k]})
+	}
+	return out
 }
 
 // Summarize tallies results (whose Detail is a *NodeReport).
 func Summarize(results []fleet.Result) Summary {
-	s := Summary{Nodes: len(results), Failed: map[string][]string{}, Skipped: map[string][]string{}}
+	s := Summary{Nodes: len(results), Proposals: []string{}}
+	failed, skipped, learned := map[string][]string{}, map[string][]string{}, map[string][]string{}
+	var interrupted, resumed []string
 	for _, r := range results {
 		rep, _ := r.Detail.(*NodeReport)
 		if rep == nil {
 			rep = &NodeReport{Node: r.Node, Reason: r.Reason}
 		}
 		if rep.Resumed {
-			s.Resumed = append(s.Resumed, r.Node)
+			resumed = append(resumed, r.Node)
 		}
-		if len(rep.Learned) > 0 {
-			s.Learned = append(s.Learned, r.Node)
+		for _, q := range rep.Learned {
+			if !slices.Contains(learned[q], r.Node) {
+				learned[q] = append(learned[q], r.Node)
+			}
 		}
 		if rep.Proposal != "" && !slices.Contains(s.Proposals, rep.Proposal) {
 			s.Proposals = append(s.Proposals, rep.Proposal)
@@ -67,16 +98,24 @@ func Summarize(results []fleet.Result) Summary {
 			if reason == "" {
 				reason = "error"
 			}
-			s.Failed[reason] = append(s.Failed[reason], r.Node)
+			failed[reason] = append(failed[reason], r.Node)
 		case fleet.StatusSkipped:
 			reason := r.Reason
 			if i := strings.Index(reason, ": "); i > 0 && strings.HasPrefix(reason, ReasonBusy) {
 				reason = ReasonBusy
 			}
-			s.Skipped[reason] = append(s.Skipped[reason], r.Node)
+			skipped[reason] = append(skipped[reason], r.Node)
 		case fleet.StatusInterrupted:
-			s.Interrupted = append(s.Interrupted, r.Node)
+			interrupted = append(interrupted, r.Node)
 		}
+	}
+	s.Failed, s.Skipped, s.Learned = groups(failed), groups(skipped), groups(learned)
+	s.Interrupted, s.Resumed = []Group{}, []Group{}
+	if len(interrupted) > 0 {
+		s.Interrupted = groups(map[string][]string{ReasonInterrupted: interrupted})
+	}
+	if len(resumed) > 0 {
+		s.Resumed = groups(map[string][]string{"resumed": resumed})
 	}
 	return s
 }
@@ -87,12 +126,30 @@ func (s Summary) FailedCount() int { return count(s.Failed) }
 // SkippedCount is the number of skipped nodes.
 func (s Summary) SkippedCount() int { return count(s.Skipped) }
 
-func count(m map[string][]string) int {
+// InterruptedCount is the number of interrupted nodes.
+func (s Summary) InterruptedCount() int { return count(s.Interrupted) }
+
+func count(gs []Group) int {
 	n := 0
-	for _, v := range m {
-		n += len(v)
+	for _, g := range gs {
+		n += g.Count
 	}
 	return n
+}
+
+// nodesOf lists the nodes of groups.
+func nodesOf(gs []Group) []string {
+	var out []string
+	for _, g := range gs {
+		out = append(out, g.Nodes...)
+	}
+	return out
+}
+
+// learnedText says what a learned quirk means for the next run.
+var learnedText = map[string]string{
+	store.QuirkIgnoresOOBPXE: "the board ignores the out-of-band PXE override (next run goes in-band first)",
+	store.QuirkDeviceOnlyBMC: "the BMC keeps the boot device but clears the valid bit: set bmc.options.verify: device-only",
 }
 
 // Text writes the summary for an operator.
@@ -110,27 +167,26 @@ func (s Summary) Text(w io.Writer, run store.Run) {
 		fmt.Fprintf(w, "  skipped:            %d\n", n)
 		writeGroups(w, s.Skipped)
 	}
-	if len(s.Interrupted) > 0 {
-		fmt.Fprintf(w, "  interrupted:        %d (reprov reinstall --resume with the same selection continues them)\n      %s\n", len(s.Interrupted), strings.Join(s.Interrupted, ", "))
+	if n := s.InterruptedCount(); n > 0 {
+		fmt.Fprintf(w, "  interrupted:        %d (reprov reinstall --resume with the same selection continues them)\n      %s\n", n, strings.Join(nodesOf(s.Interrupted), ", "))
 	}
 	if len(s.Resumed) > 0 {
-		fmt.Fprintf(w, "  resumed earlier jobs: %s\n", strings.Join(s.Resumed, ", "))
+		fmt.Fprintf(w, "  resumed earlier jobs: %s\n", strings.Join(nodesOf(s.Resumed), ", "))
 	}
-	if len(s.Learned) > 0 {
-		fmt.Fprintf(w, "  learned: the board ignores the out-of-band PXE override (next run goes in-band first): %s\n", strings.Join(s.Learned, ", "))
+	for _, g := range s.Learned {
+		what := learnedText[g.Reason]
+		if what == "" {
+			what = g.Reason
+		}
+		fmt.Fprintf(w, "  learned: %s: %s\n", what, strings.Join(g.Nodes, ", "))
 	}
 	for _, p := range s.Proposals {
 		fmt.Fprintf(w, "  proposal: %s\n", p)
 	}
 }
 
-func writeGroups(w io.Writer, m map[string][]string) {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Fprintf(w, "    %s (%d): %s\n", k, len(m[k]), strings.Join(m[k], ", "))
+func writeGroups(w io.Writer, gs []Group) {
+	for _, g := range gs {
+		fmt.Fprintf(w, "    %s (%d): %s\n", g.Reason, g.Count, strings.Join(g.Nodes, ", "))
 	}
 }

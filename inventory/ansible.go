@@ -72,6 +72,10 @@ type ansibleInv struct {
 	hosts     map[string]*ansHost
 	hostList  []*ansHost
 	expanded  int // host names added so far, for maxHosts
+	// groupFileVars and hostFileVars are the variables of group_vars/ and
+	// host_vars/ beside the inventory file (ansible_vars.go).
+	groupFileVars map[string][]ansVar
+	hostFileVars  map[string][]ansVar
 }
 
 type ansGroup struct {
@@ -434,14 +438,16 @@ func (a *ansibleInv) ancestors(h *ansHost) []*ansGroup {
 	}
 	visit("all")
 	slices.SortStableFunc(out, func(x, y *ansGroup) int {
-		return cmp.Or(cmp.Compare(x.depth, y.depth), cmp.Compare(groupPriority(x), groupPriority(y)), cmp.Compare(x.name, y.name))
+		return cmp.Or(cmp.Compare(x.depth, y.depth), cmp.Compare(a.groupPriority(x), a.groupPriority(y)), cmp.Compare(x.name, y.name))
 	})
 	return out
 }
 
-func groupPriority(g *ansGroup) int {
+// groupPriority is the group's ansible_group_priority (default 1), from
+// the inventory file or group_vars/.
+func (a *ansibleInv) groupPriority(g *ansGroup) int {
 	p := 1
-	for _, v := range g.vars {
+	for _, v := range slices.Concat(g.vars, a.groupFileVars[g.name]) {
 		if v.name == "ansible_group_priority" {
 			if n, ok := scalarInt(v.value); ok {
 				p = n
@@ -454,6 +460,7 @@ func groupPriority(g *ansGroup) int {
 // native builds the native tree of all hosts.
 func (a *ansibleInv) native() *yaml.Node {
 	a.resolveDepths()
+	a.readVarDirs()
 	seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: 1}
 	for _, h := range a.hostList {
 		seq.Content = append(seq.Content, a.hostNode(h))
@@ -469,13 +476,24 @@ func (a *ansibleInv) native() *yaml.Node {
 // hostNode turns one host into a native node entry.
 func (a *ansibleInv) hostNode(h *ansHost) *yaml.Node {
 	groups := a.ancestors(h)
+	// Ansible's precedence, lowest first: the inventory file's group
+	// variables, group_vars/ (all first, parents before children), the
+	// inventory file's host variables, host_vars/.
 	vars := map[string]*yaml.Node{}
 	for _, g := range groups {
 		for _, v := range g.vars {
 			vars[v.name] = v.value
 		}
 	}
+	for _, g := range groups {
+		for _, v := range a.groupFileVars[g.name] {
+			vars[v.name] = v.value
+		}
+	}
 	for _, v := range h.vars {
+		vars[v.name] = v.value
+	}
+	for _, v := range a.hostFileVars[h.name] {
 		vars[v.name] = v.value
 	}
 	b := &nativeBuilder{dg: a.dg, node: h.name, m: newMapping(h.line)}

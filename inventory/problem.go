@@ -104,13 +104,37 @@ func (e *ValidationError) Unwrap() []error {
 	return errs
 }
 
-// diags collects the problems and warnings of one file.
+// diags collects the problems and warnings of one file — and of the files
+// it draws values from (an Ansible inventory's group_vars/ and host_vars/):
+// a line of such a file is fileLine(index, line), index from addFile.
 type diags struct {
 	file     string
 	problems []Problem
 	warnings []Warning
 	// truncated is set once maxProblems was reached.
 	truncated bool
+	// more are the other files, by index-1.
+	more []string
+}
+
+// fileLineShift places the index of another file above the line numbers.
+const fileLineShift = 24
+
+// addFile registers another file and returns its index for fileLine.
+func (d *diags) addFile(name string) int {
+	d.more = append(d.more, name)
+	return len(d.more)
+}
+
+// fileLine is line of the file addFile numbered index.
+func fileLine(index, line int) int { return index<<fileLineShift | line }
+
+// pos is the position of an encoded line.
+func (d *diags) pos(line int) Position {
+	if i := line >> fileLineShift; i > 0 && i <= len(d.more) {
+		return Position{File: d.more[i-1], Line: line & (1<<fileLineShift - 1)}
+	}
+	return Position{File: d.file, Line: line}
 }
 
 func (d *diags) problem(line int, node, field, format string, args ...any) {
@@ -119,7 +143,7 @@ func (d *diags) problem(line int, node, field, format string, args ...any) {
 		return
 	}
 	d.problems = append(d.problems, Problem{
-		Pos: Position{File: d.file, Line: line}, Node: node, Field: field,
+		Pos: d.pos(line), Node: node, Field: field,
 		Msg: fmt.Sprintf(format, args...),
 	})
 }
@@ -129,9 +153,22 @@ func (d *diags) warn(line int, node, field, format string, args ...any) {
 		return
 	}
 	d.warnings = append(d.warnings, Warning{
-		Pos: Position{File: d.file, Line: line}, Node: node, Field: field,
+		Pos: d.pos(line), Node: node, Field: field,
 		Msg: fmt.Sprintf(format, args...),
 	})
+}
+
+// byPos orders positions: the file's own first, then the others by name,
+// each by line.
+func (d *diags) byPos(a, b Position) int {
+	return cmp.Or(cmp.Compare(boolInt(a.File != d.file), boolInt(b.File != d.file)), cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line))
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // err returns the collected problems as a *ValidationError, or nil.
@@ -141,7 +178,7 @@ func (d *diags) err() error {
 	}
 	ps := collapse(d.problems, func(p Problem) diagKey { return diagKey{p.Pos, p.Field, p.Msg} },
 		func(p *Problem, node string) { p.Node = node }, func(p Problem) string { return p.Node })
-	slices.SortStableFunc(ps, func(a, b Problem) int { return cmp.Compare(a.Pos.Line, b.Pos.Line) })
+	slices.SortStableFunc(ps, func(a, b Problem) int { return d.byPos(a.Pos, b.Pos) })
 	if d.truncated {
 		ps = append(ps, Problem{Pos: Position{File: d.file}, Msg: fmt.Sprintf("stopped after %d problems; fix these first", maxProblems)})
 	}
@@ -152,7 +189,7 @@ func (d *diags) err() error {
 func (d *diags) finalWarnings() []Warning {
 	ws := collapse(d.warnings, func(w Warning) diagKey { return diagKey{w.Pos, w.Field, w.Msg} },
 		func(w *Warning, node string) { w.Node = node }, func(w Warning) string { return w.Node })
-	slices.SortStableFunc(ws, func(a, b Warning) int { return cmp.Compare(a.Pos.Line, b.Pos.Line) })
+	slices.SortStableFunc(ws, func(a, b Warning) int { return d.byPos(a.Pos, b.Pos) })
 	return ws
 }
 

@@ -2,10 +2,12 @@ package inband
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 
+	"github.com/reprov/reprov/agent/inband/host"
 	"github.com/reprov/reprov/agent/inband/steps"
 	"github.com/reprov/reprov/inventory"
 )
@@ -154,20 +156,44 @@ func (s *Session) planSteps(p *Plan, a planArgs) {
 
 // Plan reads the node (identity, disk, the bytes that would be zeroed,
 // which boot entry and IPMI path would be used) and says exactly what
-// Reinstall would do. It writes nothing on the node except, in push mode,
-// the agent binary, which Close removes; it loads no kernel module (a BMC
-// address that needs ipmi_si is then not read). An identity mismatch or a
-// refused disk is returned as the error, with the plan so far.
+// Reinstall would do. It writes nothing on the node — in push mode too: it
+// copies no agent there but reads with the same step code through
+// read-only POSIX commands (cat, ls, dd); a node that lacks them is not
+// read, and the plan says so in a note — and it loads no kernel module (a
+// BMC address that needs ipmi_si is then not read). An identity mismatch
+// or a refused disk is returned as the error, with the plan so far.
 func (s *Session) Plan(ctx context.Context) (*Plan, error) {
-	reader := s.steps
+	var reader stepper
 	switch st := s.steps.(type) {
 	case *commandsStepper:
 		st.planOnly = true
 		defer func() { st.planOnly = false }()
+		reader = st
 	case *pushStepper:
-		st.planOnly = true
-		defer func() { st.planOnly = false }()
+		sh, err := host.NewShell(s.conn, s.cfg.Layout)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: %w", s.node.Name, err)
+		}
+		reader = &commandsStepper{s: s, h: sh, planOnly: true}
+	default:
+		reader = s.steps
 	}
+	p, err := s.plan(ctx, reader)
+	var ee *host.ExitError
+	if err != nil && s.mode == ModePush && errors.As(err, &ee) && ee.Status == 127 {
+		// A node without the POSIX tools: the real run pushes its agent
+		// and checks identity and disk before any write.
+		p.Connected = false
+		p.Notes = append(p.Notes, fmt.Sprintf("not read: plan copies nothing to a push-mode node and reads it with POSIX commands, which it lacks (%v); the real run checks identity and disk with the pushed agent before any write", err))
+		return p, nil
+	}
+	if s.mode == ModePush && p != nil {
+		p.Notes = append(p.Notes, "read with read-only POSIX commands (cat, ls, dd): plan copies no agent to the node")
+	}
+	return p, err
+}
+
+func (s *Session) plan(ctx context.Context, reader stepper) (*Plan, error) {
 	p := s.basePlan(ctx)
 	p.Connected = true
 	a := planArgs{disk: s.node.Boot.Disk, nextBoot: s.nextBootOptions(), delay: s.cfg.RebootDelay, write: true}

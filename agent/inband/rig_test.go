@@ -253,9 +253,10 @@ func (r *rig) session(conn inband.Conn) *inband.Session {
 	}
 	cfg := inband.Config{StateDir: r.stateDir, Run: "run-1", Audit: r.log,
 		Logger: slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
-	if r.node.SSH.Agent == inband.ModeCommands {
-		cfg.Layout = r.layout
-	} else {
+	// The layout is the commands path's stand-in node, and what a push-mode
+	// plan reads (it pushes nothing); the pushed fixture agent has its own.
+	cfg.Layout = r.layout
+	if r.node.SSH.Agent != inband.ModeCommands {
 		cfg.AgentBinary = agentBuilt
 	}
 	if r.config != nil {

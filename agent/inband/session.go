@@ -96,8 +96,9 @@ type Config struct {
 	// AgentBinary is the reprov-agent binary to push (agent mode push):
 	// a Linux build for the node's architecture. Empty: FindAgentBinary.
 	AgentBinary string
-	// Layout makes the commands path act on a lab or test stand-in node
-	// (see host.Layout). Always nil for real nodes.
+	// Layout makes the commands path — and, in push mode, the read-only
+	// commands of Plan — act on a lab or test stand-in node (see
+	// host.Layout). Always nil for real nodes.
 	Layout *host.Layout
 	// RebootDelay is how long the node waits before rebooting (default 2 s).
 	RebootDelay time.Duration
@@ -205,9 +206,6 @@ func NewSession(node inventory.Node, conn Conn, cfg Config) (*Session, error) {
 	switch node.SSH.Agent {
 	case "", ModePush:
 		s.mode = ModePush
-		if cfg.Layout != nil {
-			return nil, fmt.Errorf("node %s: a layout applies to agent mode commands only", node.Name)
-		}
 		s.steps = &pushStepper{s: s}
 	case ModeCommands:
 		s.mode = ModeCommands

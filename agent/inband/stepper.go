@@ -157,8 +157,6 @@ type pushStepper struct {
 	dir    string
 	bin    string
 	pushed bool
-	// planOnly leaves kernel modules alone (plan mode loads nothing).
-	planOnly bool
 	// self is set when the pushed binary is reprov itself: its steps are
 	// the `reprov agent` subcommands.
 	self bool
@@ -427,11 +425,7 @@ func (p *pushStepper) identify(ctx context.Context) (*steps.Identity, error) {
 		return nil, err
 	}
 	var id steps.Identity
-	var args []string
-	if p.planOnly {
-		args = []string{"--no-modprobe"}
-	}
-	if err := p.call(ctx, "identify", args, &id); err != nil {
+	if err := p.call(ctx, "identify", nil, &id); err != nil {
 		return nil, err
 	}
 	return &id, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,14 +16,25 @@ import (
 	"github.com/reprov/reprov/agent/inband/steps"
 )
 
-// TestPlanHasNoSideEffects: plan mode loads no kernel module and writes
-// nothing, in both agent modes; push mode pushes its agent (removed at
-// Close) and asks it not to load modules.
+// TestPlanHasNoSideEffects: plan mode loads no kernel module, writes
+// nothing, and — in push mode too — copies no agent to the node: it reads
+// it with read-only POSIX commands through the real sshd, and the node's
+// filesystem (here this machine's temporary directories, where a push
+// would land) is as it was.
 func TestPlanHasNoSideEffects(t *testing.T) {
 	for _, mode := range []string{inband.ModePush, inband.ModeCommands} {
 		t.Run(mode, func(t *testing.T) {
 			// No /dev/ipmi0: reading the BMC address would want modprobe.
 			r := newRig(t, rigOpts{mode: mode, fixture: func(n *fixture.Node) { n.IPMIDevice = false }})
+			agentDirs := func() []string {
+				var all []string
+				for _, base := range []string{"/tmp", "/var/tmp", "/dev/shm", "/run"} {
+					m, _ := filepath.Glob(filepath.Join(base, "reprov-agent-*"))
+					all = append(all, m...)
+				}
+				return all
+			}
+			before := agentDirs()
 			spy := &spyConn{inner: r.dial()}
 			s := r.session(spy)
 			p, err := s.Plan(context.Background())
@@ -32,26 +44,39 @@ func TestPlanHasNoSideEffects(t *testing.T) {
 			if !p.Connected || p.Disk.Resolved == nil || p.Disk.Resolved.Path != r.image {
 				t.Fatalf("plan did not read the node: %+v", p.Disk)
 			}
-			if err := s.Close(context.Background()); err != nil {
-				t.Fatal(err)
+			if p.Identity.Check == nil || p.Identity.Check.Err() != nil {
+				t.Fatalf("plan did not check the identity: %+v", p.Identity)
 			}
-			bad := []string{"modprobe -- ", "modprobe.log", "dd if=/dev/zero", "efibootmgr -n", "bootparam set", "wipe-boot-sector --disk", "next-boot pxe --mode"}
-			if mode == inband.ModeCommands {
-				bad = append(bad, "reprov-agent", "mkdir", "cat >")
-			} else if !contains(spy.commands(), "identify --no-modprobe") {
-				t.Errorf("plan's agent identify without --no-modprobe: %q", spy.commands())
+			if len(p.Disk.Ranges) == 0 {
+				t.Fatalf("plan did not read the ranges it would zero: %+v", p.Disk)
 			}
+			bad := []string{"modprobe -- ", "modprobe.log", "dd if=/dev/zero", " of=", "efibootmgr -n", "bootparam set",
+				"reprov-agent", "mkdir", "cat >", "chmod", "rm -rf", "> ", ">>"}
 			for _, c := range spy.commands() {
 				for _, b := range bad {
-					if strings.Contains(c, b) && !strings.Contains(c, "--dry-run") {
+					if strings.Contains(c, b) && !strings.Contains(c, ">/dev/null") {
 						t.Errorf("plan ran %q (%s)", c, b)
 					}
 				}
 			}
+			if err := s.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
 			for _, rec := range r.records() {
-				if rec.Action != inband.ActionPushAgent {
-					t.Errorf("plan wrote an audit record: %+v", rec)
+				t.Errorf("plan wrote an audit record: %+v", rec)
+			}
+			if mode == inband.ModePush {
+				var steps []string
+				for _, st := range p.Steps {
+					steps = append(steps, st.Step)
 				}
+				// The plan still shows the push the real run would make.
+				if len(steps) == 0 || steps[0] != "push-agent" {
+					t.Errorf("push-mode plan steps %v, want push-agent first", steps)
+				}
+			}
+			if after := agentDirs(); !slices.Equal(before, after) {
+				t.Errorf("plan left agent directories on the node: before %v, after %v", before, after)
 			}
 			log := r.layout.ModprobeLog
 			if log == "" {

@@ -97,3 +97,49 @@ func TestDeviceOnlyBMCIsNamedWithItsOption(t *testing.T) {
 		t.Errorf("plan (exit %d) does not name the option for the device-only BMC:\n%s\n%s", code, out, errOut)
 	}
 }
+
+// TestReinstallLearnsADeviceOnlyBMC: a reinstall whose out-of-band step
+// meets ipmi_sim's device-only read-back (the device kept, the valid bit
+// cleared) fails the node with a reason that says so with the option to
+// set, records the device-only-bmc quirk (quirks list shows it), and plan
+// then names the exact option for the node — without powering it.
+func TestReinstallLearnsADeviceOnlyBMC(t *testing.T) {
+	labtool.RequireTool(t, "ipmi_sim")
+	sim := ipmisim.Start(t, ipmisim.Config{InitiallyOn: true})
+	c := newCLI(t)
+	pw := c.write("secrets/bmc", sim.Password()+"\n")
+	inv := c.write("fleet.yaml", fmt.Sprintf(`nodes:
+  - name: sim-01
+    rack: r1
+    macs: ["52:54:00:12:34:56"]
+    bmc:
+      address: "ipmi://%s:%d"
+      username: %s
+      password: "file:%s"
+      options: {cipher_suites: [3], timeout: 10s}
+`, sim.Host(), sim.Port(), sim.Username(), pw))
+	cfg := c.write("reprov.yaml", "landing:\n  listen: 127.0.0.1:0\n  url: http://127.0.0.1:1/\n  kernel: http://netboot.test/vmlinuz\n")
+	powerOns := sim.PowerOns()
+
+	code, out, errOut := c.run("reinstall", "sim-01", "--yes", "--inventory", inv, "--config", cfg)
+	if code != exitFailed {
+		t.Fatalf("reinstall against a device-only BMC at verify full: exit %d, want 1\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"sim-01", "kept the boot device but cleared the valid bit", "set bmc.options.verify: device-only",
+		"learned: the BMC keeps the boot device but clears the valid bit: set bmc.options.verify: device-only: sim-01"} {
+		if !strings.Contains(out+errOut, want) {
+			t.Errorf("reinstall output lacks %q:\n%s\n%s", want, out, errOut)
+		}
+	}
+	if sim.PowerOns() != powerOns {
+		t.Errorf("the node was power-cycled although its boot override was not verified")
+	}
+	code, out, errOut = c.run("quirks", "list", "--inventory", inv, "--config", cfg)
+	if code != exitOK || !strings.Contains(out, "device-only-bmc") || !strings.Contains(out, "sim-01") {
+		t.Errorf("quirks list (exit %d) lacks the learned device-only-bmc of sim-01:\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut = c.run("plan", "sim-01", "--offline", "--inventory", inv, "--config", cfg)
+	if !strings.Contains(out, "bmc.options.verify: device-only for sim-01 ("+inv+":2)") {
+		t.Errorf("plan (exit %d) does not name the option for the device-only BMC:\n%s\n%s", code, out, errOut)
+	}
+}

@@ -309,6 +309,7 @@ func TestPlanListsStepsCommandsAndDisk(t *testing.T) {
 		"inband/next-boot [destructive]",
 		"inband/reboot [destructive]",
 		"identity: serial      match",
+		"plan copies no agent to the node",
 		"when: if the path before cannot be carried out",
 		"node ipmi-001 (rack r01): playbook default, paths oob, inband",
 		"ipmitool -I lanplus -H " + strings.Split(bmcHost, ":")[0],
@@ -334,6 +335,10 @@ func TestPlanListsStepsCommandsAndDisk(t *testing.T) {
 	}
 	if after := g7.IPMIBMC().Stats().Received; after != before {
 		t.Errorf("plan --offline sent %d datagrams to the BMC", after-before)
+	}
+	// Plan changes nothing: no agent pushed, no act audited.
+	if code, aud, _ := c.run(ctx, "audit", g7.Name()); strings.Contains(aud, "push-agent") || strings.Contains(aud, "intent") {
+		t.Errorf("plan audited acts on %s (exit %d):\n%s", g7.Name(), code, aud)
 	}
 	// Plan changes nothing: no job, nothing booted.
 	if jobs, _ := c.store().NodeJobs(ctx, store.JobFilter{}); len(jobs) != 0 {

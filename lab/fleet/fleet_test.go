@@ -624,6 +624,12 @@ func TestShell(t *testing.T) {
 		{"nosuchtool --help", "", "", 127},
 		{"echo 'a b' \"c $HOME\" || echo no", "", "a b c /root\n", 0},
 		{"true | cat", "", "", 2},
+		// The reads a push-mode plan sends (it copies nothing to the node).
+		{"[ -e /sys/class/net/eth0 ] || [ -h /sys/class/net/eth0 ] || exit 66; ls -1A -- /sys/class/net", "", "eth0\nlo\n", 0},
+		{"[ -e /nope ] || [ -h /nope ] || exit 66; cat -- /nope", "", "", 66},
+		{"ls -lLd -- /dev/sda", "", "brw-rw---- 1 root disk 8, 0 Jan  1 00:00 /dev/sda\n", 0},
+		{"p=/sys/class/net/eth0\nn=0\nwhile [ -h \"$p\" ]; do\ndone", "", "/sys/devices/pci0000:00/0000:00:03.0/net/eth0\n", 0},
+		{"dd if=/dev/sda of=/dev/sda bs=512 seek=0 count=1", "", "", 1},
 	} {
 		out, status := run(tt.cmd, tt.stdin)
 		if out != tt.out || status != tt.status {

@@ -21,7 +21,8 @@ import (
 // running the pushed agent, `rm -rf`, `;`, `&&`, `||`, `$?` and variables,
 // `exit`, redirections to files and /dev/null, `sudo -n` and `sh -c`.
 // Anything else is "not found" (exit 127), as on a minimal node. The
-// POSIX-commands agent mode (dd, ls, ipmitool) is not simulated.
+// POSIX-commands agent mode's writes (dd of=, ipmitool) are not simulated;
+// its reads, which a plan sends to a push-mode node, are (shell_read.go).
 
 // tokKind is a shell token's kind.
 type tokKind uint8
@@ -342,6 +343,9 @@ func (n *Node) runShell(ctx context.Context, cmdline string, stdin io.Reader, st
 }
 
 func (sh *shell) run(ctx context.Context, src string) int {
+	if status, ok := sh.resolveScript(ctx, src); ok {
+		return status
+	}
 	list, err := parse(src)
 	if err != nil {
 		fmt.Fprintf(sh.stderr, "sh: 1: %v\n", err)
@@ -705,6 +709,9 @@ func (sh *shell) exec(ctx context.Context, args []string, stdin io.Reader, stdou
 			}
 			return 0
 		}
+	}
+	if status, ok := sh.readCommand(ctx, args, stdout, stderr); ok {
+		return status
 	}
 	if strings.Contains(name, "/") {
 		f := n.files.get(name)

@@ -288,6 +288,20 @@ func checkWholeDisk(ctx context.Context, h host.Host, sys string, info *DiskInfo
 		add(checkf("not_member", false, "held by %s", strings.Join(holders, ", ")))
 		return refuse(name, "the whole disk %s is in use by %s (md member or device-mapper)", name, strings.Join(holders, ", "))
 	}
+	// A filesystem mounted from the whole disk (no partition table) starts
+	// at its first sectors: zeroing them would wreck a live filesystem.
+	switch mi, err := h.ReadFile(ctx, "/proc/self/mountinfo"); {
+	case err == nil:
+		for _, m := range parseMountinfo(string(mi)) {
+			if m.dev == dev {
+				add(checkf("not_mounted", false, "%s is mounted at %s", name, m.mountPoint))
+				return refuse(name, "the whole disk %s is mounted at %s (%s on the raw disk, no partition table): its first sectors are the filesystem's", name, m.mountPoint, m.fsType)
+			}
+		}
+		add(checkf("not_mounted", true, "no filesystem is mounted from the whole disk"))
+	case !errors.Is(err, fs.ErrNotExist):
+		return unreadable("/proc/self/mountinfo", err)
+	}
 	ents, err := h.ReadDir(ctx, sys)
 	if err != nil {
 		return unreadable("its sysfs directory", err)

@@ -242,7 +242,7 @@ func TestResolveDisk(t *testing.T) {
 		}
 		return p
 	}
-	part, loop, dm, removable, ro, member, md := other("part"), other("loop"), other("dm"), other("usb"), other("ro"), other("member"), other("md")
+	part, loop, dm, removable, ro, member, md, mounted := other("part"), other("loop"), other("dm"), other("usb"), other("ro"), other("member"), other("md"), other("mounted")
 	n := node(img)
 	n.Disks[0].Partitions[0].Image = part
 	n.Disks = append(n.Disks,
@@ -253,7 +253,9 @@ func TestResolveDisk(t *testing.T) {
 		fixture.Disk{Name: "sdd", Dev: "8:48", Image: small},
 		fixture.Disk{Name: "sde", Dev: "8:64", Image: member, Partitions: []fixture.Partition{{Name: "sde1", Dev: "8:65", Holders: []string{"md0"}}}},
 		fixture.Disk{Name: "sdf", Dev: "8:80", Image: md, Holders: []string{"md1"}},
+		fixture.Disk{Name: "sdg", Dev: "8:96", Image: mounted},
 	)
+	n.Mounts = append(n.Mounts, fixture.Mount{Dev: "8:96", MountPoint: "/data", FSType: "xfs", Source: "/dev/sdg"})
 	h, l := build(t, n)
 	if err := os.MkdirAll(filepath.Join(l.Root, "dev/disk/by-path"), 0o755); err != nil {
 		t.Fatal(err)
@@ -278,6 +280,7 @@ func TestResolveDisk(t *testing.T) {
 		{"tiny", small, "", "too small"},
 		{"md member partition", member, "", "member of software RAID md0"},
 		{"whole-disk md member", md, "", "in use by md1"},
+		{"mounted whole disk", mounted, "", "the whole disk sdg is mounted at /data (xfs on the raw disk"},
 		{"not absolute", "sda", "", "not an absolute path"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
