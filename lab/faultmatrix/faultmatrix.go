@@ -582,6 +582,9 @@ func (r *Report) collect(ctx context.Context, st *store.Store, nodes []*fleet.No
 		return fmt.Errorf("faultmatrix: audit log: %w", err)
 	}
 	power, wipes, destructive := map[string]int{}, map[string]int{}, map[string]int{}
+	// resends: power actions sent again after one whose answer was lost
+	// was seen not to have happened (the old OS still ran): noted.
+	resends := map[string]int{}
 	wipeIntents, outcomes := map[string]string{}, map[string]string{}
 	seen := map[string]bool{}
 	var orphans []string
@@ -591,7 +594,12 @@ func (r *Report) collect(ctx context.Context, st *store.Store, nodes []*fleet.No
 			seen[rec.ID] = true
 			switch {
 			case strings.HasPrefix(rec.Action, "power "):
-				if after, _ := rec.Detail["after"].(string); after == "" {
+				after, _ := rec.Detail["after"].(string)
+				resend, _ := rec.Detail["resend"].(string)
+				switch {
+				case resend != "":
+					resends[rec.Node]++
+				case after == "":
 					power[rec.Node]++
 				}
 				destructive[rec.Node]++
@@ -766,7 +774,13 @@ func (r *Report) collect(ctx context.Context, st *store.Store, nodes []*fleet.No
 		inv.Held = len(inv.Violations) == 0
 		r.Invariants = append(r.Invariants, *inv)
 	}
-	r.Notes = append(r.Notes, lossy, killed)
+	resent := Invariant{Name: "power actions sent again after one whose answer was lost was seen not to have happened", Held: true}
+	for _, n := range nodes {
+		if k := resends[n.Name()]; k > 0 {
+			resent.Violations = append(resent.Violations, fmt.Sprintf("%s: %d", n.Name(), k))
+		}
+	}
+	r.Notes = append(r.Notes, lossy, killed, resent)
 	return nil
 }
 
@@ -862,7 +876,7 @@ func writeConfig(dir string, files fleet.Files, stateDir, listen, url string) (s
 	if err := os.MkdirAll(pbDir, 0o755); err != nil {
 		return "", nil, err
 	}
-	const timeouts = "timeouts: {precheck: 90s, oob_boot: 60s, power: 60s, wait_landing: 60s, inband: 60s, reboot: 30s}\n"
+	const timeouts = "timeouts: {precheck: 60s, oob_boot: 60s, power: 60s, wait_landing: 60s, inband: 60s, reboot: 30s}\n"
 	for _, name := range []string{"default", "hp-dl360-g7", "uefi-generic"} {
 		body := "name: " + name + "\nextends: " + name + "\n" + timeouts
 		if err := os.WriteFile(filepath.Join(pbDir, name+".yaml"), []byte(body), 0o644); err != nil {
