@@ -1011,6 +1011,16 @@ func (r *nodeRun) finish(ctx, nctx context.Context, runErr error) {
 	job, err := r.e.cfg.Store.FinishNode(sctx, r.job.ID, f)
 	if err != nil {
 		r.log.Error("job end not recorded", "state", f.State, "err", err)
+		// The run still ends: its watch reports this end (the store keeps
+		// the job running; a later --resume settles it by looking).
+		end := r.job
+		end.State, end.Evidence, end.Finished = f.State, f.Evidence, time.Now()
+		end.Reason = fmt.Sprintf("%s (this end could not be recorded: %v)", f.Reason, err)
+		if f.State == store.JobLanded {
+			end.State = store.JobFailed
+			end.Reason = fmt.Sprintf("%s: the node landed, but its end could not be recorded: %v", ReasonStore, err)
+		}
+		r.e.unrecorded.Store(r.job.ID, end)
 		return
 	}
 	r.e.emit(Event{Node: r.n.Name, JobID: r.job.ID, RunID: r.job.RunID, Step: "end", Phase: "end", Result: string(job.State), Note: f.Reason})

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -165,14 +167,24 @@ func TestStateDiskFull(t *testing.T) {
 	}
 	f.Close()
 	full := time.Now()
-	// The prechecks end within ~30 s; give the engine time to try acts.
+	// The prechecks end within ~30 s; then every node's end cannot be
+	// recorded, and the controller must still end (exit 1), each node
+	// reported failed or interrupted.
 	select {
 	case err := <-done:
-		t.Logf("the controller ended while the disk was full: %v", err)
-	case <-time.After(40 * time.Second):
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+			t.Errorf("the controller ended with %v while the disk was full, want exit 1", err)
+		}
+	case <-ctx.Done():
 		_ = cmd.Process.Kill()
 		<-done
-		t.Logf("the controller still ran after 40 s with the disk full: killed")
+		t.Errorf("the controller still ran %s after the disk filled: killed", time.Since(full).Round(time.Second))
+	}
+	for _, n := range c.lab.Nodes() {
+		if !regexp.MustCompile(`(?m)` + n.Name() + `.*(failed|interrupted)`).MatchString(out.String()) {
+			t.Errorf("%s not reported failed or interrupted", n.Name())
+		}
 	}
 	for _, n := range c.lab.Nodes() {
 		s := n.Status()
