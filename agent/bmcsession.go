@@ -34,28 +34,45 @@ func lostBMC(err error) bool {
 func (r *nodeRun) withBMC(ctx context.Context, c *bmc.Client, fn func(context.Context, bmc.Client) error) error {
 	var last error
 	for attempt := 1; ; attempt++ {
+		// One session gets at most half the time left: a BMC that
+		// rebooted forgot it, and only a new one can answer.
+		sctx, cancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok && attempt < maxBMCSessions {
+			if left := time.Until(dl); left > 4*time.Second {
+				sctx, cancel = context.WithTimeout(ctx, left/2)
+			}
+		}
 		err := func() error {
 			if *c == nil {
-				nc, err := r.e.cfg.OpenBMC(ctx, r.n)
+				nc, err := r.e.cfg.OpenBMC(sctx, r.n)
 				if err != nil {
 					return err
 				}
 				*c = nc
 			}
-			return fn(ctx, *c)
+			return fn(sctx, *c)
 		}()
+		cut := err != nil && sctx.Err() != nil && ctx.Err() == nil
+		cancel()
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil && last != nil {
 			return last
 		}
-		if !lostBMC(err) || ctx.Err() != nil {
+		if !cut && (!lostBMC(err) || ctx.Err() != nil) {
 			return err
 		}
 		last = err
-		if *c != nil {
-			r.closeBMC(ctx, *c)
+		if old := *c; old != nil {
+			// A BMC that rebooted forgot the session: closing it waits
+			// for an answer that never comes, holding the BMC's slot in
+			// the limiter. One second is enough for a BMC that answers.
+			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			if err := old.Close(cctx); err != nil {
+				r.log.Debug("close a BMC session that stopped answering", "err", err)
+			}
+			ccancel()
 			*c = nil
 		}
 		if attempt >= maxBMCSessions {
