@@ -3,8 +3,8 @@ package agent_test
 import (
 	"io"
 	"log/slog"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
