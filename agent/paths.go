@@ -45,22 +45,31 @@ func (r *nodeRun) audited(ctx context.Context, action string, detail map[string]
 // the act goes on; otherwise the node stops with a store failure.
 func (r *nodeRun) fence(ctx context.Context) error {
 	ttl := r.e.cfg.LeaseTTL
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ttl/3)
-	defer cancel()
-	asked := time.Now()
-	err := r.e.cfg.Store.RenewLease(fctx, r.job.ID, r.owner, ttl)
-	switch {
-	case err == nil:
-		r.leaseUntil.Store(asked.Add(ttl).UnixNano())
-		return nil
-	case errors.Is(err, store.ErrLeaseLost), errors.Is(err, store.ErrNotActive):
-		r.log.Warn("fencing: the lease is lost; nothing more is done to the node", "err", err)
-		return errLeaseLost
-	case time.Until(time.Unix(0, r.leaseUntil.Load())) > ttl/3:
-		r.log.Warn("fencing: the lease check did not answer; the lease renewed earlier still holds", "err", err)
-		return nil
+	for {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ttl/3)
+		asked := time.Now()
+		err := r.e.cfg.Store.RenewLease(fctx, r.job.ID, r.owner, ttl)
+		cancel()
+		left := time.Until(time.Unix(0, r.leaseUntil.Load()))
+		switch {
+		case err == nil:
+			r.leaseUntil.Store(asked.Add(ttl).UnixNano())
+			return nil
+		case errors.Is(err, store.ErrLeaseLost), errors.Is(err, store.ErrNotActive):
+			r.log.Warn("fencing: the lease is lost; nothing more is done to the node", "err", err)
+			return errLeaseLost
+		case left > ttl/3:
+			r.log.Warn("fencing: the lease check did not answer; the lease renewed earlier still holds", "err", err)
+			return nil
+		case left > 0 && ctx.Err() == nil:
+			// The lease still holds, for less than a third of it: ask
+			// again (a loaded store), until it would really expire.
+			r.log.Warn("fencing: the lease check did not answer; asking again while the lease holds", "err", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		return fail(ReasonStore, r.lastStep, fmt.Errorf("fencing: the lease could not be checked: %w", err), nil)
 	}
-	return fail(ReasonStore, r.lastStep, fmt.Errorf("fencing: the lease could not be checked: %w", err), nil)
 }
 
 // bmcMode maps a playbook boot mode to the BMC's.

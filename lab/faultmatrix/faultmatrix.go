@@ -57,6 +57,10 @@ type Spec struct {
 	LandingOutage   time.Duration
 	// Lab timings.
 	BootDelay, OSBootTime time.Duration
+	// Precheck is the playbooks' precheck timeout (0: 2 min, the
+	// built-ins'): how long a BMC that stops answering gets new sessions
+	// before it is called unreachable (a dead BMC's node ends then).
+	Precheck time.Duration
 	// MaxParallel and PerRack are reinstall's limits (0: its defaults).
 	MaxParallel, PerRack int
 	// Timeout bounds the whole run.
@@ -77,7 +81,8 @@ func Small() Spec {
 		LandingOutageAt: 0.3,
 		LandingOutage:   2 * time.Second,
 		MaxParallel:     6,
-		Stall:           75 * time.Second,
+		Stall:           150 * time.Second,
+		Precheck:        time.Minute,
 		BootDelay:       200 * time.Millisecond,
 		OSBootTime:      300 * time.Millisecond,
 		Timeout:         4 * time.Minute,
@@ -100,7 +105,7 @@ func Full() Spec {
 		MaxParallel:     250,
 		PerRack:         32,
 		Timeout:         8 * time.Minute,
-		Stall:           90 * time.Second,
+		Stall:           150 * time.Second,
 	}
 }
 
@@ -367,7 +372,7 @@ func Run(ctx context.Context, spec Spec, o Options) (*Report, error) {
 	}
 	defer relay.close()
 	stateDir := filepath.Join(o.Dir, "state")
-	cfgPath, secrets, err := writeConfig(o.Dir, files, stateDir, relay.target, lab.LandingURL())
+	cfgPath, secrets, err := writeConfig(o.Dir, files, stateDir, relay.target, lab.LandingURL(), spec.Precheck)
 	if err != nil {
 		return nil, err
 	}
@@ -871,12 +876,15 @@ func orNone(s string) string {
 // announced at url, playbooks with timeouts fit for the lab, and a
 // stand-in agent binary (the lab's nodes run the agent steps themselves).
 // It returns the config's path and the lab's secrets.
-func writeConfig(dir string, files fleet.Files, stateDir, listen, url string) (string, []string, error) {
+func writeConfig(dir string, files fleet.Files, stateDir, listen, url string, precheck time.Duration) (string, []string, error) {
 	pbDir := filepath.Join(dir, "playbooks")
 	if err := os.MkdirAll(pbDir, 0o755); err != nil {
 		return "", nil, err
 	}
-	const timeouts = "timeouts: {precheck: 60s, oob_boot: 60s, power: 60s, wait_landing: 60s, inband: 60s, reboot: 30s}\n"
+	if precheck <= 0 {
+		precheck = 2 * time.Minute
+	}
+	timeouts := "timeouts: {precheck: " + precheck.String() + ", oob_boot: 60s, power: 60s, wait_landing: 60s, inband: 60s, reboot: 30s}\n"
 	for _, name := range []string{"default", "hp-dl360-g7", "uefi-generic"} {
 		body := "name: " + name + "\nextends: " + name + "\n" + timeouts
 		if err := os.WriteFile(filepath.Join(pbDir, name+".yaml"), []byte(body), 0o644); err != nil {
