@@ -67,12 +67,25 @@ func (r *nodeRun) withBMC(ctx context.Context, c *bmc.Client, fn func(context.Co
 		if old := *c; old != nil {
 			// A BMC that rebooted forgot the session: closing it waits
 			// for an answer that never comes, holding the BMC's slot in
-			// the limiter. One second is enough for a BMC that answers.
-			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			if err := old.Close(cctx); err != nil {
-				r.log.Debug("close a BMC session that stopped answering", "err", err)
+			// the limiter; one second is enough for a BMC that answers.
+			// A session whose exchange was cut is closed a little later,
+			// aside: go-ipmi's exchange goroutine may still be sending on
+			// it, and closing under it crashes the process.
+			closeOld := func() {
+				cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+				defer ccancel()
+				if err := old.Close(cctx); err != nil {
+					r.log.Debug("close a BMC session that stopped answering", "err", err)
+				}
 			}
-			ccancel()
+			if cut {
+				go func() {
+					time.Sleep(2 * time.Second)
+					closeOld()
+				}()
+			} else {
+				closeOld()
+			}
 			*c = nil
 		}
 		if attempt >= maxBMCSessions {
