@@ -39,6 +39,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/reprov/reprov/agent/audit"
@@ -178,6 +179,10 @@ type Engine struct {
 	obs *metrics.Observer
 	// planDial is how plan connects: without recording host keys.
 	planDial func(ctx context.Context, n inventory.Node) (SSHConn, error)
+	// unrecorded holds the ends (store.NodeJob) this engine's workers
+	// reached but could not record in the store (a full disk), by job
+	// ID, for the run's watch to report.
+	unrecorded sync.Map
 }
 
 // SetObserver makes the engine report step durations, takeovers and the
@@ -614,8 +619,18 @@ func (e *Engine) watch(ctx context.Context, run store.Run, nodes []inventory.Nod
 		}
 		for _, j := range jobs {
 			i, ok := idx[j.ID]
-			if !ok || j.State.Active() {
+			if !ok {
 				continue
+			}
+			if j.State.Active() {
+				// Ended by this controller, but the store refused the
+				// record (a full disk): reported as it ended, or the run
+				// would never end.
+				v, ok := e.unrecorded.LoadAndDelete(j.ID)
+				if !ok {
+					continue
+				}
+				j = v.(store.NodeJob)
 			}
 			attached := subs[i].Attached && !subs[i].Resumed
 			results[i] = e.result(nodes[i], j, attached, start)

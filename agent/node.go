@@ -45,7 +45,14 @@ const (
 	VerdictTimeout  = "timeout"
 	VerdictOldOS    = "old-os"
 	VerdictNoReboot = "no-reboot"
+	// VerdictPowerNotDone: a power action whose answer was lost did not
+	// happen (the old OS still runs under the same boot id).
+	VerdictPowerNotDone = "power-not-done"
 )
+
+// maxPowerResends bounds how often a power action seen not to have
+// happened is sent again in one job.
+const maxPowerResends = 2
 
 // ModelLabel is the inventory label that names a node's model; learned
 // quirks are proposed for every node with the same value.
@@ -68,6 +75,8 @@ type kick struct {
 	cut bool
 	// watched says how a cut wait was judged (recorded in its evidence).
 	watched string
+	// unknown: the power action's answer was lost (bmc.ErrPowerOutcomeUnknown).
+	unknown bool
 }
 
 // verdict is how a wait for landing ended.
@@ -103,6 +112,10 @@ type nodeRun struct {
 	lastStep  string
 	escalated bool
 	kicked    bool // a path was carried out: the node was made to boot
+	// resends counts power actions sent again after one whose answer was
+	// lost was seen not to have happened; resend says why (audited).
+	resends int
+	resend  string
 }
 
 // HoldUntilKey is the evidence key of an interrupted job whose node was
@@ -190,7 +203,9 @@ func (r *nodeRun) run(ctx context.Context) error {
 	if job, err := r.e.cfg.Store.NodeJob(ctx, r.job.ID); err == nil && job.LandingSource.Proof() {
 		r.rep.Landing = job.LandingSource
 		if k := j.lastKick(); k != nil {
+			// The path of a kick settled by looking is the job's path.
 			r.lastPath = k.path
+			r.recordPath(ctx, k.path)
 		}
 		return nil
 	}
@@ -221,6 +236,7 @@ func (r *nodeRun) run(ctx context.Context) error {
 		r.kicked = true
 		k = last
 		r.lastPath = k.path
+		r.recordPath(ctx, k.path)
 		if k.verdict != nil {
 			v = k.verdict
 		} else {
@@ -271,6 +287,17 @@ func (r *nodeRun) run(ctx context.Context) error {
 		case VerdictTimeout:
 			return fail(ReasonDidNotLand, StepWaitLanding,
 				fmt.Errorf("no landing within %s of the %s path", r.pb.Timeouts.WaitLanding, k.path), evidenceOf(&v.evidence))
+		case VerdictPowerNotDone:
+			if r.resends >= maxPowerResends {
+				return fail(ReasonDidNotLand, StepWaitLanding,
+					fmt.Errorf("the power action's answer was lost %d times and the node never rebooted", r.resends+1), evidenceOf(&v.evidence))
+			}
+			r.resends++
+			r.resend = fmt.Sprintf("the answer to the power action was lost, and the node's OS still ran with boot id %s %s later: it did not happen", k.bootID, r.pb.Timeouts.Reboot)
+			r.log.Info("a power action whose answer was lost did not happen: sending it again", "resend", r.resends)
+			delete(r.ran, playbooks.PathOOB)
+			forced, v = playbooks.PathOOB, nil
+			continue
 		case VerdictNoReboot:
 			return fail(ReasonNoReboot, StepWaitLanding,
 				fmt.Errorf("the running OS still answers with boot id %s %s after the in-band reboot", k.bootID, r.pb.Timeouts.Reboot), evidenceOf(&v.evidence))
@@ -550,14 +577,21 @@ func (r *nodeRun) precheck(ctx context.Context) error {
 			r.cannot[playbooks.PathOOB] = "no BMC address in the inventory"
 		}
 		var c bmc.Client
-		if r.n.BMC.Address != "" {
-			var err error
-			c, err = r.e.cfg.OpenBMC(actx, r.n)
-			if err != nil {
-				return d, "", bmcFailure(err)
+		defer func() {
+			if c != nil {
+				r.closeBMC(ctx, c)
 			}
-			defer r.closeBMC(ctx, c)
-			ps, err := c.PowerState(actx)
+		}()
+		if r.n.BMC.Address != "" {
+			// Reads are safe to repeat: a BMC that stops answering (a
+			// lossy link, a reboot) gets new sessions within the
+			// precheck's timeout before it is called unreachable.
+			var ps bmc.PowerState
+			err := r.withBMC(actx, &c, func(ctx context.Context, c bmc.Client) error {
+				var err error
+				ps, err = c.PowerState(ctx)
+				return err
+			})
 			if err != nil {
 				return d, "", bmcFailure(err)
 			}
@@ -579,8 +613,8 @@ func (r *nodeRun) precheck(ctx context.Context) error {
 		} else if err := r.precheckSSH(actx, d); err != nil {
 			return d, "", err
 		}
-		if c != nil {
-			if err := r.precheckBMCIdentity(actx, c, d); err != nil {
+		if r.bmcOK {
+			if err := r.precheckBMCIdentity(actx, &c, d); err != nil {
 				return d, "", err
 			}
 		}
@@ -619,7 +653,7 @@ func (r *nodeRun) precheck(ctx context.Context) error {
 // inventory has one, and the serial when the running OS did not prove
 // the node's identity over SSH (then the BMC is the only witness). A fact
 // the BMC cannot tell is skipped; a mismatch stops the node untouched.
-func (r *nodeRun) precheckBMCIdentity(ctx context.Context, c bmc.Client, d *precheckOutcome) error {
+func (r *nodeRun) precheckBMCIdentity(ctx context.Context, c *bmc.Client, d *precheckOutcome) error {
 	want := bmc.SystemID{GUID: r.n.GUID}
 	if d.Identity == "" {
 		want.Serial = r.n.Serial
@@ -627,7 +661,12 @@ func (r *nodeRun) precheckBMCIdentity(ctx context.Context, c bmc.Client, d *prec
 	if want.GUID == "" && want.Serial == "" {
 		return nil
 	}
-	got, err := c.SystemIdentity(ctx)
+	var got bmc.SystemID
+	err := r.withBMC(ctx, c, func(ctx context.Context, c bmc.Client) error {
+		var err error
+		got, err = c.SystemIdentity(ctx)
+		return err
+	})
 	if err != nil {
 		if errors.Is(err, bmc.ErrUnsupported) {
 			d.BMCIdentity = "not readable: " + err.Error()
@@ -972,6 +1011,16 @@ func (r *nodeRun) finish(ctx, nctx context.Context, runErr error) {
 	job, err := r.e.cfg.Store.FinishNode(sctx, r.job.ID, f)
 	if err != nil {
 		r.log.Error("job end not recorded", "state", f.State, "err", err)
+		// The run still ends: its watch reports this end (the store keeps
+		// the job running; a later --resume settles it by looking).
+		end := r.job
+		end.State, end.Evidence, end.Finished = f.State, f.Evidence, time.Now()
+		end.Reason = fmt.Sprintf("%s (this end could not be recorded: %v)", f.Reason, err)
+		if f.State == store.JobLanded {
+			end.State = store.JobFailed
+			end.Reason = fmt.Sprintf("%s: the node landed, but its end could not be recorded: %v", ReasonStore, err)
+		}
+		r.e.unrecorded.Store(r.job.ID, end)
 		return
 	}
 	r.e.emit(Event{Node: r.n.Name, JobID: r.job.ID, RunID: r.job.RunID, Step: "end", Phase: "end", Result: string(job.State), Note: f.Reason})

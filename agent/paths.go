@@ -45,22 +45,31 @@ func (r *nodeRun) audited(ctx context.Context, action string, detail map[string]
 // the act goes on; otherwise the node stops with a store failure.
 func (r *nodeRun) fence(ctx context.Context) error {
 	ttl := r.e.cfg.LeaseTTL
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ttl/3)
-	defer cancel()
-	asked := time.Now()
-	err := r.e.cfg.Store.RenewLease(fctx, r.job.ID, r.owner, ttl)
-	switch {
-	case err == nil:
-		r.leaseUntil.Store(asked.Add(ttl).UnixNano())
-		return nil
-	case errors.Is(err, store.ErrLeaseLost), errors.Is(err, store.ErrNotActive):
-		r.log.Warn("fencing: the lease is lost; nothing more is done to the node", "err", err)
-		return errLeaseLost
-	case time.Until(time.Unix(0, r.leaseUntil.Load())) > ttl/3:
-		r.log.Warn("fencing: the lease check did not answer; the lease renewed earlier still holds", "err", err)
-		return nil
+	for {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ttl/3)
+		asked := time.Now()
+		err := r.e.cfg.Store.RenewLease(fctx, r.job.ID, r.owner, ttl)
+		cancel()
+		left := time.Until(time.Unix(0, r.leaseUntil.Load()))
+		switch {
+		case err == nil:
+			r.leaseUntil.Store(asked.Add(ttl).UnixNano())
+			return nil
+		case errors.Is(err, store.ErrLeaseLost), errors.Is(err, store.ErrNotActive):
+			r.log.Warn("fencing: the lease is lost; nothing more is done to the node", "err", err)
+			return errLeaseLost
+		case left > ttl/3:
+			r.log.Warn("fencing: the lease check did not answer; the lease renewed earlier still holds", "err", err)
+			return nil
+		case left > 0 && ctx.Err() == nil:
+			// The lease still holds, for less than a third of it: ask
+			// again (a loaded store), until it would really expire.
+			r.log.Warn("fencing: the lease check did not answer; asking again while the lease holds", "err", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		return fail(ReasonStore, r.lastStep, fmt.Errorf("fencing: the lease could not be checked: %w", err), nil)
 	}
-	return fail(ReasonStore, r.lastStep, fmt.Errorf("fencing: the lease could not be checked: %w", err), nil)
 }
 
 // bmcMode maps a playbook boot mode to the BMC's.
@@ -88,16 +97,23 @@ func (r *nodeRun) oob(ctx context.Context) (*kick, error) {
 		actx, cancel := actCtx(ctx, r.pb.Timeouts.OOBBoot)
 		defer cancel()
 		out := &oobBootOutcome{}
-		var err error
-		c, err = r.e.cfg.OpenBMC(actx, r.n)
-		if err != nil {
+		// The BMC answered at precheck: one that stops answering now (a
+		// reboot, a lossy link) gets new sessions within the step's
+		// timeout before the path is called impossible.
+		if err := r.withBMC(actx, &c, func(context.Context, bmc.Client) error { return nil }); err != nil {
 			return out, "", cannot("the BMC cannot be reached: %v", err)
 		}
 		out.Protocol = c.Protocol()
-		err = r.audited(actx, ActionSetBootOverride, map[string]any{"bmc": r.n.BMC.Address, "protocol": c.Protocol(),
+		err := r.audited(actx, ActionSetBootOverride, map[string]any{"bmc": r.n.BMC.Address, "protocol": c.Protocol(),
 			"device": want.Device, "persistent": want.Persistent, "mode": want.Mode, "job": r.job.ID},
 			func(actx context.Context) (map[string]any, error) {
-				res, err := c.SetBootOverride(actx, want)
+				// Writing the same override again is the same as once.
+				var res bmc.BootResult
+				err := r.withBMC(actx, &c, func(actx context.Context, c bmc.Client) error {
+					var err error
+					res, err = c.SetBootOverride(actx, want)
+					return err
+				})
 				out.Verified, out.ReadBack, out.Warnings = res.Verified, &res.ReadBack, res.Warnings
 				return map[string]any{"verified": res.Verified, "read_back": res.ReadBack, "warnings": res.Warnings}, err
 			})
@@ -119,6 +135,7 @@ func (r *nodeRun) oob(ctx context.Context) (*kick, error) {
 		return nil, err
 	}
 	var at time.Time
+	unknown := false
 	err = r.step(ctx, StepPower, &powerIntent{V: recordVersion, PowerAction: r.pb.PowerAction}, func() (outcome, string, error) {
 		actx, cancel := actCtx(ctx, r.pb.Timeouts.Power)
 		defer cancel()
@@ -126,12 +143,17 @@ func (r *nodeRun) oob(ctx context.Context) (*kick, error) {
 		if err := r.armLanding(actx); err != nil {
 			return out, "", err
 		}
-		action, err := r.powerKick(actx, c, string(r.pb.PowerAction), "")
+		if err := r.withBMC(actx, &c, func(context.Context, bmc.Client) error { return nil }); err != nil {
+			return out, "", cannot("the BMC cannot be reached: %v", err)
+		}
+		action, err := r.powerKick(actx, c, string(r.pb.PowerAction), r.resend)
 		out.Action = action
 		switch {
 		case errors.Is(err, bmc.ErrPowerOutcomeUnknown):
-			// It may have happened: never repeat it; the landing decides.
+			// It may have happened: never repeat it blindly; the wait
+			// settles it by looking (the landing, the old OS's boot id).
 			out.Unknown = err.Error()
+			unknown = true
 		case errors.Is(err, errLeaseLost), errors.Is(err, audit.ErrIntentNotRecorded):
 			return out, "", err
 		case errors.As(err, new(*Failure)):
@@ -145,7 +167,7 @@ func (r *nodeRun) oob(ctx context.Context) (*kick, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &kick{path: playbooks.PathOOB, at: at, bootID: r.baseline}, nil
+	return &kick{path: playbooks.PathOOB, at: at, bootID: r.baseline, unknown: unknown}, nil
 }
 
 // armLanding opens the job's landing right before the act that makes the
@@ -157,15 +179,29 @@ func (r *nodeRun) armLanding(ctx context.Context) error {
 	if r.e.cfg.ArmLanding == nil {
 		return nil
 	}
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.e.cfg.LeaseTTL/3)
-	defer cancel()
-	if err := r.e.cfg.ArmLanding(actx, r.job.ID, r.owner); err != nil {
-		if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotActive) {
+	// A store that does not answer in time (a loaded one) is asked again
+	// until the act's own deadline: arming checks the lease, so a late
+	// success still proves this worker holds the job.
+	deadline := time.Now().Add(r.e.cfg.LeaseTTL / 3)
+	if dl, ok := ctx.Deadline(); ok && dl.After(deadline) {
+		deadline = dl
+	}
+	for {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.e.cfg.LeaseTTL/3)
+		err := r.e.cfg.ArmLanding(actx, r.job.ID, r.owner)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotActive):
 			return errLeaseLost
+		case time.Until(deadline) > 2*time.Second:
+			r.log.Warn("the landing could not be armed; asking the store again", "err", err)
+			time.Sleep(time.Second)
+			continue
 		}
 		return fail(ReasonStore, r.lastStep, fmt.Errorf("the landing could not be armed, so the node is not made to boot: %w", err), nil)
 	}
-	return nil
 }
 
 // powerKick carries out a power action that makes the node boot: the
@@ -178,6 +214,11 @@ func (r *nodeRun) powerKick(ctx context.Context, c bmc.Client, want string, why 
 	detail := map[string]any{"bmc": r.n.BMC.Address, "protocol": c.Protocol(), "job": r.job.ID}
 	if why != "" {
 		detail["why"] = why
+	}
+	if r.resend != "" && why == r.resend {
+		// Not a second power action: the first was seen not to happen.
+		delete(detail, "why")
+		detail["resend"] = r.resend
 	}
 	err := r.audited(ctx, ActionPowerPrefix+want, detail,
 		func(ctx context.Context) (map[string]any, error) { return nil, r.power(ctx, c, want) })
@@ -414,7 +455,13 @@ func (r *nodeRun) waitLoop(ctx context.Context, k *kick, deadline time.Time) (*v
 	poll := time.NewTicker(r.e.cfg.PollInterval)
 	defer poll.Stop()
 	first := time.Now().Add(min(r.e.cfg.ProbeInterval, 2*time.Second))
+	if !first.Before(deadline) {
+		// A resumed wait whose deadline has passed looks once before it
+		// times out: the node may have booted its old OS meanwhile.
+		first = time.Now()
+	}
 	nextBMC, nextSSH := first, first
+	probed := false
 	rebootBy := k.at.Add(r.pb.Timeouts.Reboot)
 	consumed := false
 	for {
@@ -457,6 +504,7 @@ func (r *nodeRun) waitLoop(ctx context.Context, k *kick, deadline time.Time) (*v
 				id, err := r.probeBootID(pctx)
 				cancel()
 				nextSSH = time.Now().Add(every)
+				probed = true
 				switch {
 				case err != nil:
 					ev.SSH = "no answer"
@@ -475,12 +523,18 @@ func (r *nodeRun) waitLoop(ctx context.Context, k *kick, deadline time.Time) (*v
 				case k.path == playbooks.PathInband && now.After(rebootBy):
 					ev.SSH = "answered with the same boot id"
 					return &verdict{kind: VerdictNoReboot, evidence: ev}, nil
+				case k.unknown && k.path == playbooks.PathOOB && k.bootID != "" && now.After(rebootBy) && !consumed:
+					// The power action's answer was lost; the OS it would
+					// have stopped still runs, under the same boot id, the
+					// reboot timeout later: it did not happen.
+					ev.SSH = "answered with the same boot id"
+					return &verdict{kind: VerdictPowerNotDone, evidence: ev}, nil
 				default:
 					ev.SSH = "answered with the same boot id"
 				}
 			}
 		}
-		if now.After(deadline) {
+		if now.After(deadline) && (probed || r.n.SSH.Address == "") {
 			ev.OverrideConsumed = consumed
 			return &verdict{kind: VerdictTimeout, evidence: ev}, nil
 		}

@@ -55,16 +55,21 @@ type rigOpts struct {
 	storeURL  string
 	noLand    bool          // no landing endpoint of its own
 	bootDelay time.Duration // the lab firmware's (default 20 ms)
+	faults    map[string][]fleet.Fault
 }
 
-func startLab(t *testing.T, mix []fleet.ModelCount, bootDelay time.Duration) *fleet.Lab {
+func startLab(t *testing.T, mix []fleet.ModelCount, bootDelay time.Duration, faults ...map[string][]fleet.Fault) *fleet.Lab {
 	t.Helper()
 	if bootDelay == 0 {
 		bootDelay = 20 * time.Millisecond
 	}
+	var fault map[string][]fleet.Fault
+	if len(faults) > 0 {
+		fault = faults[0]
+	}
 	l, err := fleet.Start(context.Background(), fleet.Config{Mix: mix, Dir: t.TempDir(),
 		BootDelay: bootDelay, OSBootTime: 50 * time.Millisecond,
-		NetbootRetry: 20 * time.Millisecond, NetbootRetryMax: 200 * time.Millisecond, PowerPoll: 20 * time.Millisecond})
+		NetbootRetry: 20 * time.Millisecond, NetbootRetryMax: 200 * time.Millisecond, PowerPoll: 20 * time.Millisecond, Faults: fault})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +83,7 @@ func startLab(t *testing.T, mix []fleet.ModelCount, bootDelay time.Duration) *fl
 
 func newRig(t *testing.T, o rigOpts) *rig {
 	t.Helper()
-	r := &rig{t: t, lab: startLab(t, o.mix, o.bootDelay), stateDir: filepath.Join(t.TempDir(), "state"), events: &eventLog{}}
+	r := &rig{t: t, lab: startLab(t, o.mix, o.bootDelay, o.faults), stateDir: filepath.Join(t.TempDir(), "state"), events: &eventLog{}}
 	r.storeURL = o.storeURL
 	if r.storeURL == "" {
 		r.storeURL = "sqlite://" + filepath.Join(r.stateDir, "reprov.db")

@@ -142,7 +142,7 @@ func replayPower(r *nodeRun, j *journal, rec stepRecord) error {
 	case rec.ok():
 		r.ran[playbooks.PathOOB] = true
 		delete(r.cannot, playbooks.PathOOB)
-		j.kicks = append(j.kicks, &kick{path: playbooks.PathOOB, at: rec.out.Time, bootID: r.baseline})
+		j.kicks = append(j.kicks, &kick{path: playbooks.PathOOB, at: rec.out.Time, bootID: r.baseline, unknown: out.Unknown != ""})
 	case out.NotPossible:
 		r.cannot[playbooks.PathOOB] = out.Error
 	}
@@ -184,6 +184,9 @@ func replayWait(r *nodeRun, j *journal, rec stepRecord) error {
 	}
 	if out.Verdict == VerdictOldOS && out.BootIDNow != "" {
 		r.baseline = out.BootIDNow
+	}
+	if out.Verdict == VerdictPowerNotDone {
+		r.resends++
 	}
 	k := j.lastKick()
 	switch {

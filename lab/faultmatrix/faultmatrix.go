@@ -57,6 +57,10 @@ type Spec struct {
 	LandingOutage   time.Duration
 	// Lab timings.
 	BootDelay, OSBootTime time.Duration
+	// Precheck is the playbooks' precheck timeout (0: 2 min, the
+	// built-ins'): how long a BMC that stops answering gets new sessions
+	// before it is called unreachable (a dead BMC's node ends then).
+	Precheck time.Duration
 	// MaxParallel and PerRack are reinstall's limits (0: its defaults).
 	MaxParallel, PerRack int
 	// Timeout bounds the whole run.
@@ -77,7 +81,8 @@ func Small() Spec {
 		LandingOutageAt: 0.3,
 		LandingOutage:   2 * time.Second,
 		MaxParallel:     6,
-		Stall:           75 * time.Second,
+		Stall:           150 * time.Second,
+		Precheck:        time.Minute,
 		BootDelay:       200 * time.Millisecond,
 		OSBootTime:      300 * time.Millisecond,
 		Timeout:         4 * time.Minute,
@@ -100,7 +105,7 @@ func Full() Spec {
 		MaxParallel:     250,
 		PerRack:         32,
 		Timeout:         8 * time.Minute,
-		Stall:           90 * time.Second,
+		Stall:           150 * time.Second,
 	}
 }
 
@@ -367,7 +372,7 @@ func Run(ctx context.Context, spec Spec, o Options) (*Report, error) {
 	}
 	defer relay.close()
 	stateDir := filepath.Join(o.Dir, "state")
-	cfgPath, secrets, err := writeConfig(o.Dir, files, stateDir, relay.target, lab.LandingURL())
+	cfgPath, secrets, err := writeConfig(o.Dir, files, stateDir, relay.target, lab.LandingURL(), spec.Precheck)
 	if err != nil {
 		return nil, err
 	}
@@ -582,6 +587,9 @@ func (r *Report) collect(ctx context.Context, st *store.Store, nodes []*fleet.No
 		return fmt.Errorf("faultmatrix: audit log: %w", err)
 	}
 	power, wipes, destructive := map[string]int{}, map[string]int{}, map[string]int{}
+	// resends: power actions sent again after one whose answer was lost
+	// was seen not to have happened (the old OS still ran): noted.
+	resends := map[string]int{}
 	wipeIntents, outcomes := map[string]string{}, map[string]string{}
 	seen := map[string]bool{}
 	var orphans []string
@@ -591,7 +599,12 @@ func (r *Report) collect(ctx context.Context, st *store.Store, nodes []*fleet.No
 			seen[rec.ID] = true
 			switch {
 			case strings.HasPrefix(rec.Action, "power "):
-				if after, _ := rec.Detail["after"].(string); after == "" {
+				after, _ := rec.Detail["after"].(string)
+				resend, _ := rec.Detail["resend"].(string)
+				switch {
+				case resend != "":
+					resends[rec.Node]++
+				case after == "":
 					power[rec.Node]++
 				}
 				destructive[rec.Node]++
@@ -766,7 +779,13 @@ func (r *Report) collect(ctx context.Context, st *store.Store, nodes []*fleet.No
 		inv.Held = len(inv.Violations) == 0
 		r.Invariants = append(r.Invariants, *inv)
 	}
-	r.Notes = append(r.Notes, lossy, killed)
+	resent := Invariant{Name: "power actions sent again after one whose answer was lost was seen not to have happened", Held: true}
+	for _, n := range nodes {
+		if k := resends[n.Name()]; k > 0 {
+			resent.Violations = append(resent.Violations, fmt.Sprintf("%s: %d", n.Name(), k))
+		}
+	}
+	r.Notes = append(r.Notes, lossy, killed, resent)
 	return nil
 }
 
@@ -857,12 +876,15 @@ func orNone(s string) string {
 // announced at url, playbooks with timeouts fit for the lab, and a
 // stand-in agent binary (the lab's nodes run the agent steps themselves).
 // It returns the config's path and the lab's secrets.
-func writeConfig(dir string, files fleet.Files, stateDir, listen, url string) (string, []string, error) {
+func writeConfig(dir string, files fleet.Files, stateDir, listen, url string, precheck time.Duration) (string, []string, error) {
 	pbDir := filepath.Join(dir, "playbooks")
 	if err := os.MkdirAll(pbDir, 0o755); err != nil {
 		return "", nil, err
 	}
-	const timeouts = "timeouts: {precheck: 90s, oob_boot: 60s, power: 60s, wait_landing: 60s, inband: 60s, reboot: 30s}\n"
+	if precheck <= 0 {
+		precheck = 2 * time.Minute
+	}
+	timeouts := "timeouts: {precheck: " + precheck.String() + ", oob_boot: 60s, power: 60s, wait_landing: 60s, inband: 60s, reboot: 30s}\n"
 	for _, name := range []string{"default", "hp-dl360-g7", "uefi-generic"} {
 		body := "name: " + name + "\nextends: " + name + "\n" + timeouts
 		if err := os.WriteFile(filepath.Join(pbDir, name+".yaml"), []byte(body), 0o644); err != nil {

@@ -473,7 +473,8 @@ func (c *countingConn) ReadFrom(buf []byte) (int, net.Addr, error) {
 			c.sessions.Add(1)
 		}
 		if c.faults.rebootArmed.CompareAndSwap(true, false) && c.faults.reboot != nil {
-			c.faults.reboot(time.Duration(c.faults.rebootAfterBootWrite.Load()))
+			// Once: the fault disarms itself as it fires.
+			c.faults.reboot(time.Duration(c.faults.rebootAfterBootWrite.Swap(0)))
 		}
 		if c.faults.dropAll.Load() {
 			c.dropped.Add(1)
