@@ -470,7 +470,7 @@ type reprovCLI struct {
 
 func (r reprovCLI) run(ctx context.Context, stateDir string, args ...string) error {
 	args = append([]string{"--inventory", r.inv}, args...)
-	args = append(args, "--all", "--max-parallel", strconv.Itoa(r.fanout))
+	args = append(args, "--all", "--yes", "--max-parallel", strconv.Itoa(r.fanout))
 	cmd := exec.CommandContext(ctx, r.bin, args...)
 	cmd.Dir = r.work
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + r.work, "XDG_CONFIG_HOME=" + r.work,
