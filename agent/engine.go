@@ -177,6 +177,8 @@ type Engine struct {
 	obs *metrics.Observer
 	// planDial is how plan connects: without recording host keys.
 	planDial func(ctx context.Context, n inventory.Node) (SSHConn, error)
+	// hostKeys keeps known_hosts parsed across the engine's SSH dials.
+	hostKeys *sshx.KnownHosts
 }
 
 // SetObserver makes the engine report step durations and takeovers to the
@@ -231,7 +233,7 @@ func New(cfg Config) (*Engine, error) {
 			return ok, err
 		}
 	}
-	e := &Engine{cfg: cfg, log: cfg.Log}
+	e := &Engine{cfg: cfg, log: cfg.Log, hostKeys: sshx.NewKnownHosts()}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -264,6 +266,7 @@ func (e *Engine) dialSSHWith(ctx context.Context, n inventory.Node, noRecord boo
 	}
 	sc.NoRecord = noRecord
 	sc.Logger = e.log
+	sc.KnownHostsCache = e.hostKeys
 	sc.DialTimeout = min(sshx.DefaultDialTimeout, e.cfg.ProbeTimeout)
 	c, err := sshx.Dial(ctx, sc)
 	if err != nil {
