@@ -27,7 +27,10 @@ import (
 // (SQLite), audit log, landing endpoint and lab in this process. It
 // reports nodes/s, the wall time against the floor the limits impose
 // (admission waves × the simulated boot time), the process's max RSS (lab
-// included) and per node, and goroutines per node at the peak.
+// included) and per node, the peak heap and the lab's own heap before the
+// run (the controller's share is the difference), goroutines per node at
+// the peak, and the nodes that did not reinstall (their reasons logged).
+// The playbooks are the built-in ones, with their site timeouts.
 //
 //	go test -run '^$' -bench Reinstall10k -benchtime 1x -timeout 60m ./agent/
 //	REPROV_BENCH_NODES=1000 go test ...   # a smaller fleet
@@ -67,7 +70,9 @@ func reinstallFleet(b *testing.B, nodes int, bootDelay time.Duration, maxParalle
 		b.Fatal(err)
 	}
 	st := openStore(b, "sqlite://"+filepath.Join(stateDir, "reprov.db"))
-	pbs, err := playbooks.LoadFS(fastPlaybooks)
+	// The built-in playbooks, with their site timeouts (minutes): a
+	// loaded controller is slow, not failed.
+	pbs, err := playbooks.LoadFS(playbooks.BuiltinFS())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -88,6 +93,12 @@ func reinstallFleet(b *testing.B, nodes int, bootDelay time.Duration, maxParalle
 		b.Fatal(err)
 	}
 	gLab := runtime.NumGoroutine()
+	// What the lab (and the test process) hold before the run: the
+	// controller's share of the peak is the rest.
+	runtime.GC()
+	var ms0 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	labHeap := ms0.HeapInuse
 
 	// Peak goroutines while the run lasts (sampled), and the heap profile
 	// at the peak of the heap when asked for.
@@ -133,8 +144,19 @@ func reinstallFleet(b *testing.B, nodes int, bootDelay time.Duration, maxParalle
 	if err != nil {
 		b.Fatal(err)
 	}
-	if c := fleet.Count(rep.Results); c.OK != nodes {
-		b.Fatalf("%d of %d nodes reinstalled: %+v", c.OK, nodes, c)
+	c := fleet.Count(rep.Results)
+	if c.OK == 0 {
+		b.Fatalf("no node reinstalled: %+v", c)
+	}
+	if c.OK != nodes {
+		// Reported, not fatal: what fails at scale is the finding.
+		reasons := map[string]int{}
+		for _, r := range rep.Results {
+			if r.Status != fleet.StatusOK {
+				reasons[r.Reason]++
+			}
+		}
+		b.Logf("%d of %d nodes reinstalled; the others: %v", c.OK, nodes, reasons)
 	}
 	if profPath != "" && peakProfile != nil {
 		if err := os.WriteFile(profPath, peakProfile, 0o644); err != nil {
@@ -161,6 +183,8 @@ func reinstallFleet(b *testing.B, nodes int, bootDelay time.Duration, maxParalle
 	b.ReportMetric(maxRSS/(1<<20), "maxRSS-MiB")
 	b.ReportMetric(maxRSS/float64(nodes), "RSS-B/node")
 	b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MiB")
+	b.ReportMetric(float64(labHeap)/(1<<20), "lab-heap-MiB")
+	b.ReportMetric(float64(nodes-c.OK), "failed-nodes")
 	b.ReportMetric(float64(peakG-g0)/float64(nodes), "goroutines/node")
 	b.ReportMetric(float64(peakG-gLab)/float64(nodes), "engine-goroutines/node")
 }
