@@ -183,6 +183,8 @@ type Engine struct {
 	// reached but could not record in the store (a full disk), by job
 	// ID, for the run's watch to report.
 	unrecorded sync.Map
+	// hostKeys keeps known_hosts parsed across the engine's SSH dials.
+	hostKeys *sshx.KnownHosts
 }
 
 // SetObserver makes the engine report step durations, takeovers and the
@@ -238,7 +240,7 @@ func New(cfg Config) (*Engine, error) {
 			return ok, err
 		}
 	}
-	e := &Engine{cfg: cfg, log: cfg.Log}
+	e := &Engine{cfg: cfg, log: cfg.Log, hostKeys: sshx.NewKnownHosts()}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -268,6 +270,7 @@ func (e *Engine) dialSSHWith(ctx context.Context, n inventory.Node, noRecord boo
 	}
 	sc.NoRecord = noRecord
 	sc.Logger = e.log
+	sc.KnownHostsCache = e.hostKeys
 	sc.DialTimeout = min(sshx.DefaultDialTimeout, e.cfg.ProbeTimeout)
 	c, err := sshx.Dial(ctx, sc)
 	if err != nil {

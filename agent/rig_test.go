@@ -58,7 +58,7 @@ type rigOpts struct {
 	faults    map[string][]fleet.Fault
 }
 
-func startLab(t *testing.T, mix []fleet.ModelCount, bootDelay time.Duration, faults ...map[string][]fleet.Fault) *fleet.Lab {
+func startLab(t testing.TB, mix []fleet.ModelCount, bootDelay time.Duration, faults ...map[string][]fleet.Fault) *fleet.Lab {
 	t.Helper()
 	if bootDelay == 0 {
 		bootDelay = 20 * time.Millisecond
@@ -108,7 +108,7 @@ func newRig(t *testing.T, o rigOpts) *rig {
 	return r
 }
 
-func openStore(t *testing.T, url string) *store.Store {
+func openStore(t testing.TB, url string) *store.Store {
 	t.Helper()
 	st, err := store.Open(context.Background(), url, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -119,7 +119,7 @@ func openStore(t *testing.T, url string) *store.Store {
 }
 
 // serveLanding runs a landing endpoint on addr until the test ends.
-func serveLanding(t *testing.T, st *store.Store, pbs *playbooks.Set, nodes []inventory.Node, addr, url string) *landing.Server {
+func serveLanding(t testing.TB, st *store.Store, pbs *playbooks.Set, nodes []inventory.Node, addr, url string) *landing.Server {
 	t.Helper()
 	byMAC := map[string]string{}
 	for _, n := range nodes {
@@ -150,7 +150,7 @@ func serveLanding(t *testing.T, st *store.Store, pbs *playbooks.Set, nodes []inv
 // agentStub writes a minimal ELF header of this machine's architecture:
 // what the engine pushes as reprov-agent to lab nodes, whose simulated OS
 // runs the agent steps itself on whatever was pushed.
-func agentStub(t *testing.T) string {
+func agentStub(t testing.TB) string {
 	t.Helper()
 	machine := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64, "riscv64": elf.EM_RISCV,
 		"ppc64le": elf.EM_PPC64, "s390x": elf.EM_S390}[runtime.GOARCH]

@@ -12,8 +12,10 @@
 # listed in lab/ipmibmc/cmd/benchpeers; docs/performance.md explains the
 # table.
 #
-#   scripts/bench-peers.sh [-n NODES] [-P FANOUT] [-r ROUNDS] [-c CLIENTS] [-g]
+#   scripts/bench-peers.sh [-n NODES] [-P FANOUT] [-r ROUNDS] [-c CLIENTS] [-b REV] [-g]
 #     -c  comma-separated client names (substrings) to run, default all
+#     -b  also run the reprov CLI built from git revision REV (e.g. main):
+#         one more row, to compare two builds in one alternating run
 #     -g  also run the in-process Go benchmark (BenchmarkPXEOnceAndCycle256)
 #
 # Needs: go, root (port 623), ipmitool, freeipmi-tools (ipmipower,
@@ -25,15 +27,17 @@ fanout=64
 rounds=5
 clients=""
 gobench=0
-while getopts "n:P:r:c:gh" opt; do
+base=""
+while getopts "n:P:r:c:b:gh" opt; do
 	case $opt in
 	n) nodes=$OPTARG ;;
 	P) fanout=$OPTARG ;;
 	r) rounds=$OPTARG ;;
 	c) clients=$OPTARG ;;
+	b) base=$OPTARG ;;
 	g) gobench=1 ;;
 	*)
-		sed -n '2,20p' "$0"
+		sed -n '2,22p' "$0"
 		exit 2
 		;;
 	esac
@@ -64,6 +68,13 @@ echo "bench-peers: building" >&2
 go build -o "$work/bmcfarm" ./lab/ipmibmc/cmd/bmcfarm
 go build -o "$work/benchpeers" ./lab/ipmibmc/cmd/benchpeers
 go build -o "$work/reprov" ./cmd/reprov
+baseargs=()
+if [[ -n $base ]]; then
+	git worktree add --detach "$work/base-src" "$base" >/dev/null 2>&1
+	(cd "$work/base-src" && go build -o "$work/reprov-base" ./cmd/reprov)
+	git worktree remove --force "$work/base-src"
+	baseargs=(-reprov-base "$work/reprov-base")
+fi
 
 tmpfs=/dev/shm
 if [[ $(stat -f -c %T "$tmpfs" 2>/dev/null) != tmpfs ]]; then
@@ -72,7 +83,7 @@ if [[ $(stat -f -c %T "$tmpfs" 2>/dev/null) != tmpfs ]]; then
 fi
 
 "$work/benchpeers" -n "$nodes" -fanout "$fanout" -rounds "$rounds" -clients "$clients" \
-	-bmcfarm "$work/bmcfarm" -reprov "$work/reprov" -work "$work" -tmpfs-dir "$tmpfs"
+	-bmcfarm "$work/bmcfarm" -reprov "$work/reprov" -work "$work" -tmpfs-dir "$tmpfs" "${baseargs[@]}"
 
 if [[ $gobench -eq 1 ]]; then
 	printf '\nin-process Go benchmark (256 BMCs in the test process, reprov bmc library):\n'

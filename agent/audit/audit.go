@@ -32,12 +32,16 @@
 // # Group commit
 //
 // One writer: records are queued; the first caller to find no write in
-// flight becomes the leader, writes every queued record, fsyncs once, hands
-// the batch to the sink in one call, wakes every caller of the batch, and
-// hands leadership to the next queued caller. Every record written while
-// an fsync is in flight is covered by the next single fsync. Durability is
-// unchanged: an intent returns only once its record is on disk (and in the
-// sink).
+// flight becomes the leader, writes every queued record and fsyncs once;
+// once the previous batch is through the sink it hands the file to the
+// next queued caller, hands its batch to the sink in one call (batches
+// reach the sink in the order they reached the file) and wakes every
+// caller of the batch. Every record written while an
+// fsync is in flight is covered by the next single fsync, and the next
+// batch's write and fsync overlap this batch's sink. Durability is
+// unchanged: an intent returns only once its record is on disk and in the
+// sink. [Pending.Then] writes an outcome and the next act's intent
+// together: one wait instead of two for a sequence of acts on one node.
 package audit
 
 import (
@@ -51,6 +55,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
@@ -145,13 +150,17 @@ type Log struct {
 	log  *slog.Logger
 	now  func() time.Time
 
+	later sync.WaitGroup // outcomes queued by FinishLater
+
 	mu       sync.Mutex
-	idle     sync.Cond // signalled when writing ends
+	idle     sync.Cond // signalled when a batch is done
 	f        file      // nil once closed
 	pending  []*request
-	writing  bool  // a leader is writing a batch
-	torn     bool  // the last write failed: the file may end mid-line
-	poisoned error // set when an outcome could not be recorded
+	writing  bool          // a leader is writing a batch to the file
+	inFlight int           // batches written or being written, not yet through the sink
+	sinkTail chan struct{} // closed when the last batch taken is through the sink
+	torn     bool          // the last write failed: the file may end mid-line
+	poisoned error         // set when an outcome could not be recorded
 }
 
 // request is one record waiting for the group commit.
@@ -161,6 +170,7 @@ type request struct {
 	// intent the sink never got).
 	localOnly bool
 	done      chan result // buffered 1
+	res       result      // the result, for the requests of the caller that led
 }
 
 type result struct {
@@ -268,22 +278,36 @@ func (p Pending) ID() string { return p.id }
 // ErrIntentNotRecorded and names node and action. Begin does not call
 // e.Fence (Do does).
 func (l *Log) Begin(ctx context.Context, e Entry) (Pending, error) {
+	return l.begin(ctx, e, nil)
+}
+
+// begin records e's intent, after the outcome before when not nil, in one
+// write.
+func (l *Log) begin(ctx context.Context, e Entry, before *request) (Pending, error) {
 	notRecorded := func(err error) error {
 		return fmt.Errorf("node %s: %s not attempted: %w: %w", e.Node, e.Action, ErrIntentNotRecorded, err)
 	}
 	id, err := newID()
 	if err != nil {
+		if before != nil {
+			_ = l.submit(ctx, before)
+		}
 		return Pending{}, notRecorded(err)
 	}
-	rec := Record{ID: id, Phase: PhaseIntent, Node: e.Node, Action: e.Action, Detail: e.Detail, Job: e.Job}
-	if err := l.submit(ctx, rec, false); err != nil {
+	intent := &request{rec: Record{ID: id, Phase: PhaseIntent, Node: e.Node, Action: e.Action, Detail: e.Detail, Job: e.Job}}
+	reqs := []*request{intent}
+	if before != nil {
+		reqs = []*request{before, intent}
+	}
+	errs := l.submit(ctx, reqs...)
+	if err := errs[len(errs)-1]; err != nil {
 		var se *sinkError
 		if errors.As(err, &se) {
 			// On disk but not in the shared trail: settle it locally, the
 			// act will not run.
-			skip := Record{ID: id, Phase: PhaseOutcome, Node: e.Node, Action: e.Action, Job: e.Job,
-				Result: ResultSkipped, Error: "intent not recorded in the audit sink: not attempted"}
-			if lerr := l.submit(ctx, skip, true); lerr != nil {
+			skip := &request{localOnly: true, rec: Record{ID: id, Phase: PhaseOutcome, Node: e.Node, Action: e.Action, Job: e.Job,
+				Result: ResultSkipped, Error: "intent not recorded in the audit sink: not attempted"}}
+			if lerr := l.submit(ctx, skip)[0]; lerr != nil {
 				l.log.ErrorContext(ctx, "audit: settling an intent the sink refused", "node", e.Node, "action", e.Action, "err", lerr)
 			}
 		}
@@ -303,6 +327,11 @@ func (l *Log) Intent(node, action string, detail map[string]any) (Pending, error
 // callers of the two-step form, which must not turn it into the act's
 // result either.
 func (p Pending) Finish(ctx context.Context, actErr error, detail map[string]any) error {
+	return p.log.submit(ctx, p.outcome(actErr, detail))[0]
+}
+
+// outcome is the outcome record of the intent.
+func (p Pending) outcome(actErr error, detail map[string]any) *request {
 	rec := Record{ID: p.id, Phase: PhaseOutcome, Node: p.node, Action: p.action, Job: p.job, Detail: detail, Result: ResultOK}
 	var skip *SkipError
 	switch {
@@ -311,7 +340,31 @@ func (p Pending) Finish(ctx context.Context, actErr error, detail map[string]any
 	case actErr != nil:
 		rec.Result, rec.Error = ResultFailed, actErr.Error()
 	}
-	return p.log.submit(ctx, rec, false)
+	return &request{rec: rec}
+}
+
+// Then records the outcome of the intent (as Finish does) and the intent
+// of the next act in one write: the outcome is on disk before the next
+// intent, and the next act must not start if Then returns an error, which
+// then wraps ErrIntentNotRecorded and names next's node and action, as
+// Begin's does. A failure to record the outcome follows the outcome rule
+// (logged, poisons the log, never the first act's result) and also fails
+// the next intent, written with it. Then does not call next.Fence.
+func (p Pending) Then(ctx context.Context, actErr error, detail map[string]any, next Entry) (Pending, error) {
+	return p.log.begin(ctx, next, p.outcome(actErr, detail))
+}
+
+// FinishLater queues the outcome of the intent as Finish records it and
+// returns at once: for the last act of a sequence, whose caller has
+// nothing more to do on the node. Close waits until it is written. A
+// failure to record it is logged and poisons the log, as Finish's does.
+func (p Pending) FinishLater(ctx context.Context, actErr error, detail map[string]any) {
+	req := p.outcome(actErr, detail)
+	p.log.later.Add(1)
+	go func() {
+		defer p.log.later.Done()
+		_ = p.log.submit(context.WithoutCancel(ctx), req)
+	}()
 }
 
 // Done is Finish with a background context.
@@ -337,75 +390,138 @@ func (e *errPoisoned) Error() string {
 	return "an earlier outcome could not be recorded: " + e.cause.Error()
 }
 
-// submit queues rec and returns once it is on disk (and in the sink), or
-// could not be written. The caller that finds no write in flight leads:
-// it writes the whole queue, syncs once, and hands on.
-func (l *Log) submit(ctx context.Context, rec Record, localOnly bool) error {
+// submit queues reqs, in order, and returns each one's error once it is
+// on disk (and in the sink), or could not be written. The caller that
+// finds no write in flight leads: it writes the whole queue, syncs once,
+// hands the file on to the next queued caller, then hands the batch to the
+// sink after the previous batch, and wakes the batch's callers.
+func (l *Log) submit(ctx context.Context, reqs ...*request) []error {
+	errs := make([]error, len(reqs))
 	l.mu.Lock()
 	if l.f == nil {
 		l.mu.Unlock()
-		return ErrClosed
+		for i := range errs {
+			errs[i] = ErrClosed
+		}
+		return errs
 	}
-	if rec.Phase == PhaseIntent && l.poisoned != nil {
-		err := l.poisoned
+	now := l.now().UTC()
+	var mine []*request
+	for i, r := range reqs {
+		if r.rec.Phase == PhaseIntent && l.poisoned != nil {
+			errs[i] = l.poisoned
+			continue
+		}
+		r.rec.Time = now
+		r.rec.Run = l.run
+		r.rec.Controller = l.opts.Controller
+		r.done = make(chan result, 1)
+		mine = append(mine, r)
+	}
+	if len(mine) == 0 {
 		l.mu.Unlock()
-		return err
+		return errs
 	}
-	rec.Time = l.now().UTC()
-	rec.Run = l.run
-	rec.Controller = l.opts.Controller
-	r := &request{rec: rec, localOnly: localOnly, done: make(chan result, 1)}
-	l.pending = append(l.pending, r)
+	l.pending = append(l.pending, mine...)
 	if l.writing {
 		l.mu.Unlock()
-		res := <-r.done
-		if !res.lead {
-			return res.err
+		// The requests of one call are queued together, so they are in
+		// one batch: its leader sets the result of each, or hands
+		// leadership to the first of them.
+		res := <-mine[0].done
+		if res.lead {
+			l.lead(ctx, mine)
+		} else if len(mine) > 1 {
+			mine[0].res = res
+			for _, r := range mine[1:] {
+				r.res = <-r.done
+			}
+		} else {
+			mine[0].res = res
 		}
-		l.mu.Lock() // leadership handed over: l.writing is still set
 	} else {
 		l.writing = true
+		l.mu.Unlock()
+		l.lead(ctx, mine)
 	}
+	k := 0
+	for i := range errs {
+		if errs[i] == nil {
+			errs[i] = mine[k].res.err
+			k++
+		}
+	}
+	return errs
+}
+
+// lead writes the queue as one batch (l.writing is set by or for the
+// caller, whose requests mine are in the queue), then sinks it and sets
+// every request's result; the results of mine are left in their res field.
+func (l *Log) lead(ctx context.Context, mine []*request) {
+	l.mu.Lock()
 	batch := l.pending
 	l.pending = nil
 	f, torn := l.f, l.torn
+	prev := l.sinkTail
+	through := make(chan struct{})
+	l.sinkTail = through
+	l.inFlight++
 	l.mu.Unlock()
 
-	errs, wrote := l.commit(ctx, f, torn, batch)
+	errs, wrote := l.write(f, torn, batch)
 
+	// The sink gets the batches in the order they reached the file. The
+	// file is handed on only once this batch has its turn at the sink:
+	// at most two batches are in flight (one at the file, one at the
+	// sink), and the queue grows meanwhile into the next batch.
+	if prev != nil {
+		<-prev
+	}
 	l.mu.Lock()
 	l.torn = !wrote
-	for i, q := range batch {
-		if errs[i] != nil && q.rec.Phase == PhaseOutcome && l.poisoned == nil {
-			l.poisoned = &errPoisoned{cause: errs[i]}
-		}
-	}
+	l.poison(batch, errs)
 	if len(l.pending) > 0 {
 		l.pending[0].done <- result{lead: true}
 	} else {
 		l.writing = false
-		l.idle.Broadcast()
 	}
 	l.mu.Unlock()
 
-	var mine error
+	l.sink(ctx, batch, errs)
+	close(through)
+
+	l.mu.Lock()
+	l.poison(batch, errs)
+	l.inFlight--
+	l.idle.Broadcast()
+	l.mu.Unlock()
+
 	for i, q := range batch {
 		if errs[i] != nil && q.rec.Phase == PhaseOutcome {
 			l.log.Error("audit outcome not recorded: this controller records no more intents",
 				"node", q.rec.Node, "action", q.rec.Action, "id", q.rec.ID, "err", errs[i])
 		}
-		if q == r {
-			mine = errs[i]
+		if slices.Contains(mine, q) {
+			q.res = result{err: errs[i]}
 			continue
 		}
 		q.done <- result{err: errs[i]}
 	}
-	return mine
 }
 
-// commit writes batch to f, syncs once and appends it to the sink. It
-// returns each record's error and whether the file write ended cleanly.
-func (l *Log) commit(ctx context.Context, f file, torn bool, batch []*request) ([]error, bool) {
+// poison records the first outcome of batch that could not be recorded.
+// l.mu is held.
+func (l *Log) poison(batch []*request, errs []error) {
+	for i, q := range batch {
+		if errs[i] != nil && q.rec.Phase == PhaseOutcome && l.poisoned == nil {
+			l.poisoned = &errPoisoned{cause: errs[i]}
+		}
+	}
+}
+
+// write writes batch to f and syncs once. It returns each record's error
+// and whether the write ended cleanly.
+func (l *Log) write(f file, torn bool, batch []*request) ([]error, bool) {
 	errs := make([]error, len(batch))
 	fail := func(err error) ([]error, bool) {
 		for i := range errs {
@@ -434,8 +550,14 @@ func (l *Log) commit(ctx context.Context, f file, torn bool, batch []*request) (
 	if err := f.Sync(); err != nil {
 		return fail(fmt.Errorf("sync audit log: %w", err))
 	}
+	return errs, true
+}
+
+// sink appends the records of batch that are on disk to the sink, in one
+// call, and sets the errors of those it refused.
+func (l *Log) sink(ctx context.Context, batch []*request, errs []error) {
 	if l.opts.Sink == nil {
-		return errs, true
+		return
 	}
 	var recs []Record
 	var idx []int
@@ -446,7 +568,7 @@ func (l *Log) commit(ctx context.Context, f file, torn bool, batch []*request) (
 		}
 	}
 	if len(recs) == 0 {
-		return errs, true
+		return
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.opts.SinkTimeout)
 	defer cancel()
@@ -456,12 +578,12 @@ func (l *Log) commit(ctx context.Context, f file, torn bool, batch []*request) (
 			errs[i] = se
 		}
 	}
-	return errs, true
 }
 
 // Close closes the file. Further writes fail with ErrClosed. Close waits
-// for a batch in flight.
+// for the outcomes queued by FinishLater and for a batch in flight.
 func (l *Log) Close() error {
+	l.later.Wait()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.f == nil {
@@ -470,7 +592,7 @@ func (l *Log) Close() error {
 	// A leader holds its own reference to the file; closing under it
 	// would fail its write. Closing while acts are still being recorded is
 	// a caller bug, but must not lose a record: wait for the queue.
-	for l.writing {
+	for l.writing || l.inFlight > 0 {
 		l.idle.Wait()
 	}
 	err := l.f.Close()

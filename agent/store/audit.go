@@ -74,6 +74,10 @@ type AuditFilter struct {
 	Limit int
 }
 
+// auditChunk is the most records one INSERT of AppendAudit carries (11
+// parameters each: far below SQLite's and PostgreSQL's limits).
+const auditChunk = 200
+
 // maxNodeParams is the longest node list put in a query as parameters;
 // longer selections are filtered after reading.
 const maxNodeParams = 500
@@ -84,30 +88,44 @@ func (s *Store) AppendAudit(ctx context.Context, recs []AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	for _, r := range recs {
+	details := make([]any, len(recs))
+	for i, r := range recs {
 		if r.RecordID == "" || r.Node == "" || r.Action == "" || (r.Phase != "intent" && r.Phase != "outcome") {
 			return fmt.Errorf("append audit: record %q of node %q: need a record id, node, action and phase intent or outcome",
 				r.RecordID, r.Node)
 		}
+		detail, err := jsonArg(r.Detail, "audit detail")
+		if err != nil {
+			return fmt.Errorf("append audit: record %s of node %s: %w", r.RecordID, r.Node, err)
+		}
+		details[i] = detail
 	}
+	// One INSERT of many rows per chunk: one statement to parse and run
+	// instead of one per record (a 64-node fan-out hands over batches of
+	// dozens of records).
+	const cols = 11
+	args := make([]any, 0, min(len(recs), auditChunk)*cols)
 	err := s.inTx(ctx, func(q querier, _ any) error {
-		for _, r := range recs {
-			detail, err := jsonArg(r.Detail, "audit detail")
-			if err != nil {
-				return fmt.Errorf("record %s of node %s: %w", r.RecordID, r.Node, err)
+		for start := 0; start < len(recs); start += auditChunk {
+			chunk := recs[start:min(start+auditChunk, len(recs))]
+			args = args[:0]
+			for i, r := range chunk {
+				detail := details[start+i]
+				var job any
+				if r.JobID != 0 {
+					job = r.JobID
+				}
+				at := r.At
+				if at.IsZero() {
+					at = time.Now()
+				}
+				args = append(args, at.UnixMicro(), r.RecordID, r.Phase, r.Run, r.Node, r.Action, job, r.Controller, r.Result, r.Error, detail)
 			}
-			var job any
-			if r.JobID != 0 {
-				job = r.JobID
-			}
-			at := r.At
-			if at.IsZero() {
-				at = time.Now()
-			}
-			if _, err := q.exec(ctx, `INSERT INTO reprov_audit (at, record_id, phase, run, node, action, job_id, controller, result, error, detail)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				at.UnixMicro(), r.RecordID, r.Phase, r.Run, r.Node, r.Action, job, r.Controller, r.Result, r.Error, detail); err != nil {
-				return fmt.Errorf("record %s of node %s: %w", r.RecordID, r.Node, err)
+			stmt := `INSERT INTO reprov_audit (at, record_id, phase, run, node, action, job_id, controller, result, error, detail) VALUES ` +
+				strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", len(chunk)-1) + "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+			if _, err := q.exec(ctx, stmt, args...); err != nil {
+				return fmt.Errorf("records %s (node %s) to %s (node %s): %w",
+					chunk[0].RecordID, chunk[0].Node, chunk[len(chunk)-1].RecordID, chunk[len(chunk)-1].Node, err)
 			}
 		}
 		return nil

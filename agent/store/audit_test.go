@@ -101,4 +101,28 @@ func testAuditTrail(t *testing.T, _ store.Dialect, fresh newURL) {
 	if got, err := a.Audit(ctx, store.AuditFilter{Nodes: []string{"n3"}}); err != nil || len(got) != 0 {
 		t.Errorf("after a failed batch: %s, %v; want nothing", trail(got), err)
 	}
+	// A batch of more records than one INSERT carries: all of them, in
+	// order, every field kept.
+	var bulk []store.AuditRecord
+	for i := range 450 {
+		r := rec(time.Second, fmt.Sprintf("b%03d", i), "intent", "bulk", "ctl-a/1")
+		if i%2 == 1 {
+			r.Phase, r.Result, r.Error, r.Detail, r.JobID = "outcome", "failed", "no", nil, 0
+		}
+		bulk = append(bulk, r)
+	}
+	if err := a.AppendAudit(ctx, bulk); err != nil {
+		t.Fatal(err)
+	}
+	got, err = b.Audit(ctx, store.AuditFilter{Nodes: []string{"bulk"}})
+	if err != nil || len(got) != len(bulk) {
+		t.Fatalf("Audit(bulk) = %d records, %v; want %d", len(got), err, len(bulk))
+	}
+	for i, g := range got {
+		w := bulk[i]
+		if g.RecordID != w.RecordID || g.Phase != w.Phase || g.Result != w.Result || g.Error != w.Error || g.JobID != w.JobID ||
+			(w.Detail == nil) != (g.Detail == nil) || !g.At.Equal(w.At) {
+			t.Fatalf("bulk record %d: %+v, want %+v", i, g, w)
+		}
+	}
 }

@@ -144,7 +144,7 @@ func runBootdev(ctx context.Context, a *app, o bootdevOptions) error {
 		mode, _ := o.bootModeFor(n)
 		want := bmc.BootOverride{Device: dev, Persistent: o.Persistent, Mode: mode}
 		return r.withBMC(ctx, n, func(c bmc.Client, det connect.Detected) (any, error) {
-			return r.setBoot(ctx, c, n, want, o.DryRun)
+			return r.setBoot(ctx, c, n, want, o.DryRun, r.write)
 		})
 	})
 	if !o.DryRun {
@@ -167,13 +167,14 @@ func runBootdev(ctx context.Context, a *app, o bootdevOptions) error {
 	})
 }
 
-// setBoot sets want on n's open BMC client, audited (intent first), and
+// setBoot sets want on n's open BMC client, audited through write (intent
+// first: bmcRun.write, or a chain's write when more acts follow), and
 // returns the row detail: what was asked and what the BMC read back.
-func (r *bmcRun) setBoot(ctx context.Context, c bmc.Client, n inventory.Node, want bmc.BootOverride, dryRun bool) (bootdevDetail, error) {
+func (r *bmcRun) setBoot(ctx context.Context, c bmc.Client, n inventory.Node, want bmc.BootOverride, dryRun bool, write writeFunc) (bootdevDetail, error) {
 	detail := bootdevDetail{Requested: want, Protocol: c.Protocol(), DryRun: dryRun}
 	audit := map[string]any{"bmc": n.BMC.Address, "protocol": c.Protocol(),
 		"device": want.Device, "persistent": want.Persistent, "mode": want.Mode}
-	err := r.write(ctx, n.Name, "set boot override", audit, func() (map[string]any, error) {
+	err := write(ctx, n.Name, "set boot override", audit, func() (map[string]any, error) {
 		res, err := c.SetBootOverride(ctx, want)
 		if res.Verified != "" || res.ReadBack.Device != "" || len(res.Warnings) > 0 {
 			detail.Result = &res

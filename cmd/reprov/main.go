@@ -28,7 +28,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "reprov: interrupted: finishing in-flight steps and recording every node's state (Ctrl-C again to kill)")
 		cancel()
 	}()
+	stopProfiling, err := startProfiling(os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "reprov:", err)
+	}
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
 	cancel()
+	stopProfiling()
 	os.Exit(code)
 }

@@ -79,8 +79,8 @@ func TestMetricsAfterARunThroughServe(t *testing.T) {
 	}
 	sum := rep.Summary
 	failed := 0
-	for _, nodes := range sum.Failed {
-		failed += len(nodes)
+	for _, g := range sum.Failed {
+		failed += g.Count
 	}
 	if sum.Nodes != 9 || sum.LandedOOB+sum.LandedInband != 7 || sum.LandedInband == 0 || failed != 2 {
 		t.Fatalf("run summary %+v: want 9 nodes, 7 landed (some in-band), 2 failed", sum)
@@ -100,8 +100,8 @@ func TestMetricsAfterARunThroughServe(t *testing.T) {
 	check(`reprov_jobs{state="failed"}`, float64(failed))
 	check(`reprov_landings_total{path="oob",source="ipxe"}`, float64(sum.LandedOOB))
 	check(`reprov_landings_total{path="inband",source="ipxe"}`, float64(sum.LandedInband))
-	for reason, nodes := range sum.Failed {
-		check(`reprov_job_failures_total{reason="`+reason+`"}`, float64(len(nodes)))
+	for _, g := range sum.Failed {
+		check(`reprov_job_failures_total{reason="`+g.Reason+`"}`, float64(g.Count))
 	}
 	check(`reprov_queue_depth{queue="`+store.DefaultQueue+`"}`, 0)
 	check(`reprov_store_scrape_ok`, 1)

@@ -124,6 +124,10 @@ func (r *bmcRun) withBMC(ctx context.Context, n inventory.Node, fn func(c bmc.Cl
 	return fn(c, det)
 }
 
+// writeFunc runs an audited act on a node: bmcRun.write, or a chain's
+// write.
+type writeFunc func(ctx context.Context, node, action string, detail map[string]any, act func() (map[string]any, error)) error
+
 // write runs act under the audit log (audit.Log.Do: the act does not run
 // when its intent cannot be recorded; a lost outcome record never changes
 // its result). A dry run's outcome, and a cycle or reset the BMC refused
@@ -132,14 +136,65 @@ func (r *bmcRun) write(ctx context.Context, node, action string, detail map[stri
 	return r.audit.Do(ctx, audit.Entry{Node: node, Action: action, Detail: detail},
 		func(context.Context) (map[string]any, error) {
 			outcome, err := act()
-			switch {
-			case errors.Is(err, bmc.ErrDryRun):
-				return nil, &audit.SkipError{Reason: "dry run", Err: err}
-			case errors.Is(err, bmc.ErrPoweredOff):
-				return nil, &audit.SkipError{Reason: "the BMC refused it: the machine is off", Err: err}
-			}
-			return outcome, err
+			return outcome, skipped(err)
 		})
+}
+
+// skipped turns an act's error that means it deliberately did not act (a
+// dry run, a cycle the BMC refused because the machine is off) into an
+// *audit.SkipError wrapping it.
+func skipped(err error) error {
+	switch {
+	case errors.Is(err, bmc.ErrDryRun):
+		return &audit.SkipError{Reason: "dry run", Err: err}
+	case errors.Is(err, bmc.ErrPoweredOff):
+		return &audit.SkipError{Reason: "the BMC refused it: the machine is off", Err: err}
+	}
+	return err
+}
+
+// chain audits a sequence of acts on one node as bmcRun.write does, each
+// act's outcome written together with the next act's intent
+// (audit.Pending.Then): one wait for the log between two acts instead of
+// two, and none after the last. The intent of every act is still on disk
+// before it runs; end queues the last outcome and must be called.
+type chain struct {
+	r       *bmcRun
+	pending audit.Pending
+	open    bool // pending awaits its outcome: err and out
+	err     error
+	out     map[string]any
+}
+
+func (r *bmcRun) chain() *chain { return &chain{r: r} }
+
+func (ch *chain) write(ctx context.Context, node, action string, detail map[string]any, act func() (map[string]any, error)) error {
+	e := audit.Entry{Node: node, Action: action, Detail: detail}
+	var p audit.Pending
+	var err error
+	if ch.open {
+		ch.open = false
+		p, err = ch.pending.Then(ctx, ch.err, ch.out, e)
+	} else {
+		p, err = ch.r.audit.Begin(ctx, e)
+	}
+	if err != nil {
+		return err
+	}
+	out, actErr := act()
+	actErr = skipped(actErr)
+	ch.pending, ch.open, ch.err, ch.out = p, true, actErr, out
+	return actErr
+}
+
+// end queues the outcome of the last act without waiting for it (the
+// node is done; closing the log waits for it). One that cannot be recorded
+// is logged and poisons the log, as audit.Log.Do's does.
+func (ch *chain) end(ctx context.Context) {
+	if ch.open {
+		ch.open = false
+		ch.pending.FinishLater(ctx, ch.err, ch.out)
+	}
 }
 
 // report renders results as a table (header, plus per-op columns from
@@ -331,16 +386,18 @@ func runPower(ctx context.Context, a *app, o powerOptions) error {
 				return powerStatusDetail{Power: s, Protocol: c.Protocol()}, nil
 			}
 			detail := powerActionDetail{Action: action, Protocol: c.Protocol(), DryRun: o.DryRun}
+			acts := r.chain()
+			defer acts.end(ctx)
 			if o.PXE {
 				mode, _ := boot.bootModeFor(n)
-				bd, err := r.setBoot(ctx, c, n, bmc.BootOverride{Device: bmc.BootPXE, Mode: mode}, o.DryRun)
+				bd, err := r.setBoot(ctx, c, n, bmc.BootOverride{Device: bmc.BootPXE, Mode: mode}, o.DryRun, acts.write)
 				detail.Boot = &bd
 				if err != nil {
 					return detail, err
 				}
 			}
 			power := func(action bmc.PowerAction) error {
-				return r.write(ctx, n.Name, "power "+string(action), map[string]any{"bmc": n.BMC.Address, "protocol": c.Protocol()},
+				return acts.write(ctx, n.Name, "power "+string(action), map[string]any{"bmc": n.BMC.Address, "protocol": c.Protocol()},
 					func() (map[string]any, error) { return nil, c.SetPower(ctx, action) })
 			}
 			err := power(action)

@@ -63,7 +63,13 @@ func hostKeyCheck(cfg Config, addr string) (ssh.HostKeyCallback, []string, error
 	if path == "" {
 		return nil, nil, fmt.Errorf("node %s: no known_hosts file (set ssh.known_hosts)", cfg.Node)
 	}
-	kh, err := loadKnownHosts(path)
+	var kh ssh.HostKeyCallback
+	var err error
+	if cfg.KnownHostsCache != nil {
+		kh, err = cfg.KnownHostsCache.load(path)
+	} else {
+		kh, err = loadKnownHosts(path)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("node %s: %w", cfg.Node, err)
 	}

@@ -95,6 +95,9 @@ type Config struct {
 	Password string
 	// KnownHosts is the known_hosts file (default ~/.ssh/known_hosts).
 	KnownHosts string
+	// KnownHostsCache, when set, keeps known_hosts parsed across dials
+	// (one per controller); nil parses the file at every dial.
+	KnownHostsCache *KnownHosts
 	// HostKeyPolicy is strict (default) or accept-new.
 	HostKeyPolicy string
 	// JumpHost is [user@]host[:port] of a bastion; the same credentials,

@@ -159,18 +159,19 @@ func main() {
 	tmpfsDir := flag.String("tmpfs-dir", "/dev/shm", "a directory on tmpfs for reprov's state dir (empty: skip that row)")
 	only := flag.String("clients", "", "comma-separated client names to run (default: all)")
 	slowRounds := flag.Int("slow-rounds", 2, "rounds of the slow clients (ipmitool)")
+	baseBin := flag.String("reprov-base", "", "another reprov binary (e.g. built from main) run as one more row, state on disk, to compare two builds in one run")
 	flag.Parse()
 	if *work == "" {
 		fmt.Fprintln(os.Stderr, "benchpeers: -work is required")
 		os.Exit(2)
 	}
-	if err := run(*n, *fanout, *rounds, *slowRounds, *farmBin, *reprovBin, *work, *diskDir, *tmpfsDir, *only); err != nil {
+	if err := run(*n, *fanout, *rounds, *slowRounds, *farmBin, *reprovBin, *baseBin, *work, *diskDir, *tmpfsDir, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "benchpeers:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n, fanout, rounds, slowRounds int, farmBin, reprovBin, work, diskDir, tmpfsDir, only string) error {
+func run(n, fanout, rounds, slowRounds int, farmBin, reprovBin, baseBin, work, diskDir, tmpfsDir, only string) error {
 	pwFile := filepath.Join(work, "password")
 	pw, err := os.ReadFile(pwFile)
 	if err != nil {
@@ -205,6 +206,14 @@ func run(n, fanout, rounds, slowRounds int, farmBin, reprovBin, work, diskDir, t
 			func(ctx context.Context) error {
 				return cli.run(ctx, filepath.Join(diskDir, "state-disk"), "power", "cycle", "--pxe", "--legacy")
 			}, false},
+	}
+	if baseBin != "" {
+		base := cli
+		base.bin = baseBin
+		clients = append(clients, peer{"reprov CLI, state on disk, base build", "process: the same with " + baseBin,
+			func(ctx context.Context) error {
+				return base.run(ctx, filepath.Join(diskDir, "state-disk-base"), "power", "cycle", "--pxe", "--legacy")
+			}, false})
 	}
 	if tmpfsDir != "" {
 		clients = append(clients, peer{"reprov CLI, state on tmpfs", "process: the same, state dir on " + fsName(tmpfsDir),
@@ -470,7 +479,7 @@ type reprovCLI struct {
 
 func (r reprovCLI) run(ctx context.Context, stateDir string, args ...string) error {
 	args = append([]string{"--inventory", r.inv}, args...)
-	args = append(args, "--all", "--max-parallel", strconv.Itoa(r.fanout))
+	args = append(args, "--all", "--yes", "--max-parallel", strconv.Itoa(r.fanout))
 	cmd := exec.CommandContext(ctx, r.bin, args...)
 	cmd.Dir = r.work
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + r.work, "XDG_CONFIG_HOME=" + r.work,
