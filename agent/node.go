@@ -1009,6 +1009,12 @@ func (r *nodeRun) finish(ctx, nctx context.Context, runErr error) {
 	}
 	f.Evidence = mustJSON(ev)
 	job, err := r.e.cfg.Store.FinishNode(sctx, r.job.ID, f)
+	if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotActive) {
+		// Another controller holds the job now: it settles the node by
+		// looking (a landing is recorded there) and ends it.
+		r.log.Warn("lease lost before the end was recorded: another controller continues the node's job", "state", f.State, "err", err)
+		return
+	}
 	if err != nil {
 		r.log.Error("job end not recorded", "state", f.State, "err", err)
 		// The run still ends: its watch reports this end (the store keeps

@@ -23,8 +23,11 @@ type labUpOptions struct {
 	// lab's credential files go next to it.
 	WriteInventory string
 	BootDelay      time.Duration
-	OSBootTime     time.Duration
-	Latency        time.Duration
+	// BootDelaySpread spreads the firmware time over the nodes
+	// (fleet.Config.BootDelaySpread).
+	BootDelaySpread time.Duration
+	OSBootTime      time.Duration
+	Latency         time.Duration
 	// PoweredOff starts the nodes off; it is implied when the lab has more
 	// nodes than MaxOSUp.
 	PoweredOff bool
@@ -80,6 +83,7 @@ key and the nodes' known_hosts, and the Redfish CA. Every reprov command can use
 	f.StringVar(&o.Mix, "mix", "", "nodes per model, MODEL=COUNT,… (default "+fleet.FormatMix(fleet.DefaultMix())+")")
 	f.StringVar(&o.WriteInventory, "write-inventory", "", "inventory file to write (required); reprov.yaml and the lab's keys go next to it")
 	f.DurationVar(&o.BootDelay, "boot-delay", 2*time.Second, "firmware time from power-on to the boot decision")
+	f.DurationVar(&o.BootDelaySpread, "boot-delay-spread", 0, "spread of the firmware time over the nodes: from --boot-delay to --boot-delay plus this")
 	f.DurationVar(&o.OSBootTime, "os-boot-time", time.Second, "OS time from the disk boot until SSH answers")
 	f.DurationVar(&o.Latency, "latency", 0, "added to every SSH exchange and to flaky BMCs' datagrams")
 	f.BoolVar(&o.PoweredOff, "powered-off", false, "start every node powered off (implied beyond --max-os-up nodes)")
@@ -136,15 +140,16 @@ func runLabUp(ctx context.Context, a *app, o labUpOptions) error {
 		return usagef("lab up: --write-inventory: %w", err)
 	}
 	lab, err := fleet.Start(ctx, fleet.Config{
-		Mix:        mix,
-		Dir:        filepath.Dir(invPath),
-		BootDelay:  o.BootDelay,
-		OSBootTime: o.OSBootTime,
-		Latency:    o.Latency,
-		PoweredOff: poweredOff,
-		MaxOSUp:    maxUp,
-		Faults:     faults,
-		Logger:     a.log,
+		Mix:             mix,
+		Dir:             filepath.Dir(invPath),
+		BootDelay:       o.BootDelay,
+		BootDelaySpread: o.BootDelaySpread,
+		OSBootTime:      o.OSBootTime,
+		Latency:         o.Latency,
+		PoweredOff:      poweredOff,
+		MaxOSUp:         maxUp,
+		Faults:          faults,
+		Logger:          a.log,
 	})
 	if err != nil {
 		return failedError(err)

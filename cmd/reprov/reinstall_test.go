@@ -83,15 +83,19 @@ type labCLI struct {
 
 const testPlaybookTimeouts = "timeouts: {precheck: 3s, oob_boot: 10s, power: 10s, wait_landing: 15s, inband: 20s, reboot: 5s}\n"
 
-func newLabCLI(t *testing.T, mix []fleet.ModelCount, bootDelay time.Duration) *labCLI {
+func newLabCLI(t *testing.T, mix []fleet.ModelCount, bootDelay time.Duration, with ...func(*fleet.Config)) *labCLI {
 	t.Helper()
 	dir := t.TempDir()
 	if bootDelay == 0 {
 		bootDelay = 20 * time.Millisecond
 	}
-	l, err := fleet.Start(context.Background(), fleet.Config{Mix: mix, Dir: filepath.Join(dir, "lab"),
+	lc := fleet.Config{Mix: mix, Dir: filepath.Join(dir, "lab"),
 		BootDelay: bootDelay, OSBootTime: 100 * time.Millisecond,
-		NetbootRetry: 20 * time.Millisecond, NetbootRetryMax: 200 * time.Millisecond, PowerPoll: 20 * time.Millisecond})
+		NetbootRetry: 20 * time.Millisecond, NetbootRetryMax: 200 * time.Millisecond, PowerPoll: 20 * time.Millisecond}
+	for _, f := range with {
+		f(&lc)
+	}
+	l, err := fleet.Start(context.Background(), lc)
 	if err != nil {
 		t.Fatal(err)
 	}

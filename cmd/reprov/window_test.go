@@ -13,12 +13,13 @@ import (
 
 // TestWindowOnTheLabStartsNoNodeAfterItsCutoff is the live window: a
 // one-off window starting 5 s from now, 10 s long with a 3 s cutoff, over
-// 40 lab nodes whose firmware takes 3 s to boot, in batches of 8, worked by
+// 40 lab nodes whose firmware takes 2 to 4 s to boot, in batches of 8, worked by
 // a real `reprov serve`. No node is started after the cutoff (the jobs'
 // start and the step record), and every node left is reported not started
 // with the cutoff as its reason.
 func TestWindowOnTheLabStartsNoNodeAfterItsCutoff(t *testing.T) {
-	c := newLabCLI(t, []fleet.ModelCount{{Model: fleet.ModelIPMI, Count: 40}}, 3*time.Second)
+	c := newLabCLI(t, []fleet.ModelCount{{Model: fleet.ModelIPMI, Count: 40}}, 2*time.Second,
+		func(cfg *fleet.Config) { cfg.BootDelaySpread = 2 * time.Second })
 	ctx := ctxFor(t, 4*time.Minute)
 
 	code, tokOut, tokErr := c.run(ctx, "token", "create", "--role", "viewer", "--name", "ci-viewer")

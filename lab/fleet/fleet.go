@@ -91,6 +91,10 @@ type Config struct {
 	// BootDelay is how long the firmware takes, from power-on (or reset,
 	// or reboot) to deciding where to boot.
 	BootDelay time.Duration
+	// BootDelaySpread spreads the firmware's time over the fleet, as real
+	// machines differ: node i takes BootDelay + BootDelaySpread×(i mod 5)/4,
+	// so with BootDelay 2s and BootDelaySpread 2s boots take 2 to 4 s.
+	BootDelaySpread time.Duration
 	// OSBootTime is how long the OS takes from the disk boot until SSH
 	// answers.
 	OSBootTime time.Duration
@@ -278,7 +282,7 @@ func (c *Config) defaults() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"boot delay", c.BootDelay}, {"OS boot time", c.OSBootTime}, {"latency", c.Latency}} {
+	}{{"boot delay", c.BootDelay}, {"boot delay spread", c.BootDelaySpread}, {"OS boot time", c.OSBootTime}, {"latency", c.Latency}} {
 		if d.v < 0 {
 			return fmt.Errorf("fleet: negative %s %s", d.name, d.v)
 		}

@@ -441,7 +441,12 @@ func (n *Node) powerOn(ov Override, powerOns int) {
 	n.notifyLocked()
 	n.mu.Unlock()
 	n.lab.log.Debug("power on", "node", n.name, "override", ov)
-	time.AfterFunc(n.lab.cfg.BootDelay, func() { n.firmware(ctx, gen, ov) })
+	time.AfterFunc(n.bootDelay(), func() { n.firmware(ctx, gen, ov) })
+}
+
+// bootDelay is this node's firmware time (Config.BootDelaySpread).
+func (n *Node) bootDelay() time.Duration {
+	return n.lab.cfg.BootDelay + n.lab.cfg.BootDelaySpread*time.Duration(n.idx%5)/4
 }
 
 // powerOff is the machine going off. powerOns is the machine's power-on
