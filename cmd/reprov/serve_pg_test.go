@@ -86,7 +86,7 @@ func TestTwoServesOnePostgresOneKilled(t *testing.T) {
 		t.Skip("a 60-node lab with two serve processes on PostgreSQL")
 	}
 	c := newLabCLI(t, []fleet.ModelCount{{Model: fleet.ModelIPMI, Count: 30}, {Model: fleet.ModelDL360G7, Count: 20}, {Model: fleet.ModelRedfish, Count: 10}},
-		400*time.Millisecond)
+		2*time.Second) // long enough that the first server is killed with jobs in hand
 	url := c.usePostgres()
 	ctx := ctxFor(t, 8*time.Minute)
 	client, token := c.operatorClient(ctx)
@@ -98,8 +98,10 @@ func TestTwoServesOnePostgresOneKilled(t *testing.T) {
 
 	addrA, addrB := freeAddr(t), freeAddr(t)
 	var logA, logB syncBuffer
-	serveA := c.startServe(ctx, addrA, &logA) // first: it holds landing.listen
-	serveB := c.startServe(ctx, addrB, &logB)
+	// Each works at most 40 of the 60 nodes at once, so neither takes
+	// the whole run and the first is killed with jobs in hand.
+	serveA := c.startServe(ctx, addrA, &logA, "REPROV_MAX_PARALLEL=40") // first: it holds landing.listen
+	serveB := c.startServe(ctx, addrB, &logB, "REPROV_MAX_PARALLEL=40")
 
 	type result struct {
 		code     int
@@ -114,7 +116,14 @@ func TestTwoServesOnePostgresOneKilled(t *testing.T) {
 	// SIGKILL the server the client follows once a third of the nodes
 	// have started and it works some of them.
 	pidA := "_" + strconv.Itoa(serveA.Process.Pid) + "_"
+	var early *result
 	waitFor(ctx, t, "20 nodes started, some by the first server", func() bool {
+		select {
+		case r := <-done:
+			early = &r
+			return true
+		default:
+		}
 		jobs, err := st.NodeJobs(ctx, store.JobFilter{})
 		started, ownA := 0, 0
 		for _, j := range jobs {
@@ -127,6 +136,10 @@ func TestTwoServesOnePostgresOneKilled(t *testing.T) {
 		}
 		return err == nil && started >= 20 && ownA > 0
 	})
+	if early != nil {
+		t.Fatalf("the client returned before the first server was killed: exit %d\nstdout:\n%s\nstderr:\n%s\nA:\n%s\nB:\n%s",
+			early.code, tail(early.out, 3000), tail(early.err, 3000), tail(logA.String(), 3000), tail(logB.String(), 3000))
+	}
 	if err := serveA.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,7 @@ func freeAddr(t *testing.T) string {
 
 // startServe starts `reprov serve` as a child process with the lab's
 // configuration, its API on apiAddr, and waits until the API answers.
-func (c *labCLI) startServe(ctx context.Context, apiAddr string, out *syncBuffer) *exec.Cmd {
+func (c *labCLI) startServe(ctx context.Context, apiAddr string, out *syncBuffer, env ...string) *exec.Cmd {
 	c.t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -42,6 +42,7 @@ func (c *labCLI) startServe(ctx context.Context, apiAddr string, out *syncBuffer
 	cmd := exec.CommandContext(ctx, exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(argv), "HOME="+c.dir, "XDG_CONFIG_HOME="+filepath.Join(c.dir, "config"),
 		"REPROV_SERVER_LISTEN="+apiAddr, "REPROV_LOG_FORMAT=json")
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
