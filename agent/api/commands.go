@@ -198,11 +198,6 @@ func selectionOf(q url.Values) Selection {
 	return Selection{Names: list("names"), Racks: list("rack"), Selector: q.Get("selector"), All: q.Get("all") == "true"}
 }
 
-// selects reports whether the selection names any node.
-func (s Selection) selects() bool {
-	return len(s.Names) > 0 || len(s.Racks) > 0 || s.Selector != "" || s.All
-}
-
 func planRequest(w http.ResponseWriter, r *http.Request) (PlanRequest, bool) {
 	q := r.URL.Query()
 	req := PlanRequest{Selection: selectionOf(q)}

@@ -13,36 +13,13 @@ import (
 
 	"github.com/reprov/reprov/agent"
 	"github.com/reprov/reprov/agent/store"
+	"github.com/reprov/reprov/agent/window"
 	"github.com/reprov/reprov/inventory"
 )
 
 // Selection picks nodes of the controller's inventory, as the CLI's
-// selection arguments do.
-type Selection struct {
-	// Names are node names or shell globs; each must match a node.
-	Names []string `json:"names,omitempty"`
-	// Racks keeps the nodes of these racks (names or globs).
-	Racks []string `json:"racks,omitempty"`
-	// Selector is a label selector, e.g. "role=web,model!=dl360g7".
-	Selector string `json:"selector,omitempty"`
-	// All selects every node (narrowed by Racks and Selector).
-	All bool `json:"all,omitempty"`
-}
-
-// Text is the selection as the CLI writes it (recorded on the run).
-func (s Selection) Text() string {
-	parts := append([]string{}, s.Names...)
-	for _, r := range s.Racks {
-		parts = append(parts, "--rack "+r)
-	}
-	if s.Selector != "" {
-		parts = append(parts, "--selector "+s.Selector)
-	}
-	if s.All {
-		parts = append(parts, "--all")
-	}
-	return strings.Join(parts, " ")
-}
+// selection arguments do; a run and a window select nodes the same way.
+type Selection = window.Selection
 
 // CreateRun is the body of POST /api/v1/runs.
 type CreateRun struct {
@@ -487,7 +464,7 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if sel := selectionOf(query); sel.selects() {
+	if sel := selectionOf(query); !sel.Empty() {
 		nodes, err := s.cfg.Inventory.Select(inventory.Selector{Names: sel.Names, Racks: sel.Racks, Labels: sel.Selector, All: sel.All})
 		if err != nil {
 			writeError(w, http.StatusUnprocessableEntity, "bad_selection", "selection: "+err.Error(), "selection")
