@@ -3,15 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"debug/elf"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -106,7 +103,7 @@ func runDemo(ctx context.Context, a *app, o demoOptions) error {
 		}
 	}
 	stub := filepath.Join(dir, "reprov-agent")
-	if err := writeAgentStub(stub); err != nil {
+	if err := labfleet.WriteAgentStub(stub); err != nil {
 		return failedError(err)
 	}
 	c := a.cfg
@@ -325,28 +322,4 @@ func (d *demoEvents) print(e agent.Event) {
 		note = note[:110] + "…"
 	}
 	fmt.Fprintf(d.w, "%6.1fs  %-13s %-13s %-7s %s\n", t, e.Node, step, e.Result, note)
-}
-
-// writeAgentStub writes a minimal Linux ELF header for this machine's
-// architecture: what the controller pushes as "reprov-agent" to the
-// simulated nodes, whose OS runs the agent's steps itself on whatever was
-// pushed (lab/fleet). It is never run on a real machine.
-func writeAgentStub(path string) error {
-	machine := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64, "386": elf.EM_386,
-		"arm": elf.EM_ARM, "riscv64": elf.EM_RISCV, "ppc64le": elf.EM_PPC64, "s390x": elf.EM_S390}[runtime.GOARCH]
-	var h elf.Header64
-	copy(h.Ident[:], elf.ELFMAG)
-	h.Ident[elf.EI_CLASS] = byte(elf.ELFCLASS64)
-	h.Ident[elf.EI_DATA] = byte(elf.ELFDATA2LSB)
-	h.Ident[elf.EI_VERSION] = byte(elf.EV_CURRENT)
-	h.Type = uint16(elf.ET_EXEC)
-	h.Machine = uint16(machine)
-	h.Version = uint32(elf.EV_CURRENT)
-	h.Ehsize = 64
-	var b bytes.Buffer
-	if err := binary.Write(&b, binary.LittleEndian, h); err != nil {
-		return err
-	}
-	b.WriteString("reprov lab agent stand-in: the simulated node runs the agent steps itself\n")
-	return os.WriteFile(path, b.Bytes(), 0o755)
 }

@@ -112,7 +112,7 @@ func TestLabUpWritesAnInventoryReprovCommandsUse(t *testing.T) {
 	// reinstall --all --yes with the lab's own reprov.yaml lands every node
 	// (the lab pushes nothing real: any agent binary will do).
 	stub := filepath.Join(c.dir, "reprov-agent")
-	if err := writeAgentStub(stub); err != nil {
+	if err := fleet.WriteAgentStub(stub); err != nil {
 		t.Fatal(err)
 	}
 	c.env["REPROV_INBAND_AGENT_BINARY"] = stub

@@ -115,7 +115,7 @@ func newLabCLI(t *testing.T, mix []fleet.ModelCount, bootDelay time.Duration, wi
 		}
 	}
 	stub := filepath.Join(dir, "reprov-agent")
-	if err := writeAgentStub(stub); err != nil {
+	if err := fleet.WriteAgentStub(stub); err != nil {
 		t.Fatal(err)
 	}
 	c := &labCLI{t: t, lab: l, dir: dir, stateDir: filepath.Join(dir, "state"), config: filepath.Join(dir, "reprov-test.yaml")}

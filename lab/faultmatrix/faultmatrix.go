@@ -11,8 +11,6 @@ package faultmatrix
 import (
 	"bytes"
 	"context"
-	"debug/elf"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -892,7 +890,7 @@ func writeConfig(dir string, files fleet.Files, stateDir, listen, url string, pr
 		}
 	}
 	stub := filepath.Join(dir, "reprov-agent")
-	if err := writeAgentStub(stub); err != nil {
+	if err := fleet.WriteAgentStub(stub); err != nil {
 		return "", nil, err
 	}
 	cfg := fmt.Sprintf(`inventory: %q
@@ -928,29 +926,6 @@ inband:
 		}
 	}
 	return p, secrets, nil
-}
-
-// writeAgentStub writes an ELF header of this machine's architecture: the
-// lab's nodes run the agent steps themselves, reprov only checks and
-// pushes the file.
-func writeAgentStub(path string) error {
-	machine := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64, "386": elf.EM_386,
-		"arm": elf.EM_ARM, "riscv64": elf.EM_RISCV, "ppc64le": elf.EM_PPC64, "s390x": elf.EM_S390}[runtime.GOARCH]
-	var h elf.Header64
-	copy(h.Ident[:], elf.ELFMAG)
-	h.Ident[elf.EI_CLASS] = byte(elf.ELFCLASS64)
-	h.Ident[elf.EI_DATA] = byte(elf.ELFDATA2LSB)
-	h.Ident[elf.EI_VERSION] = byte(elf.EV_CURRENT)
-	h.Type = uint16(elf.ET_EXEC)
-	h.Machine = uint16(machine)
-	h.Version = uint32(elf.EV_CURRENT)
-	h.Ehsize = 64
-	var b bytes.Buffer
-	if err := binary.Write(&b, binary.LittleEndian, h); err != nil {
-		return err
-	}
-	b.WriteString("reprov lab agent stand-in: the simulated node runs the agent steps itself\n")
-	return os.WriteFile(path, b.Bytes(), 0o755)
 }
 
 func machine() string {
