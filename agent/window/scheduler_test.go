@@ -792,6 +792,12 @@ func TestValidateNamesTheFlag(t *testing.T) {
 			t.Errorf("%+v: %v, want an error naming %s", c.spec, err, c.want)
 		}
 	}
+	// A Prometheus URL with credentials is refused without echoing them.
+	cred := window.Spec{Name: "w", Selection: window.Selection{All: true}, Cron: "0 2 * * *", Duration: window.Duration(time.Hour),
+		GatePrometheus: "http://ops:s3cret-pw@127.0.0.1:9090", GateQuery: "ALERTS"}
+	if err := cred.Validate(); err == nil || !strings.Contains(err.Error(), "--gate-prometheus") || strings.Contains(err.Error(), "s3cret-pw") {
+		t.Errorf("a gate URL with a password: %v, want a refusal naming --gate-prometheus and not the password", err)
+	}
 	if _, err := window.ParseAmount("--batch", "0"); err == nil {
 		t.Error("--batch 0 accepted")
 	}

@@ -241,7 +241,13 @@ func (s Spec) Validate() error {
 	if s.GatePrometheus != "" {
 		u, err := url.Parse(s.GatePrometheus)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-			errs = append(errs, fmt.Errorf("--gate-prometheus %q: want http(s)://host:port without credentials", s.GatePrometheus))
+			shown := s.GatePrometheus // never echo a password back
+			if err == nil {
+				shown = u.Redacted()
+			} else if strings.Contains(shown, "@") {
+				shown = "(a URL with credentials)"
+			}
+			errs = append(errs, fmt.Errorf("--gate-prometheus %q: want http(s)://host:port without credentials", shown))
 		}
 	}
 	if s.GateHook != "" {

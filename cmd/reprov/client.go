@@ -83,7 +83,13 @@ func (a *app) serverClient() (*apiClient, error) {
 		}
 		u, err := url.Parse(raw)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-			return nil, usagef("server.url %q: want http(s)://host:port without credentials (several controllers: comma-separated)", raw)
+			shown := raw // never echo a password back
+			if err == nil {
+				shown = u.Redacted()
+			} else if strings.Contains(shown, "@") {
+				shown = "(a URL with credentials)"
+			}
+			return nil, usagef("server.url %q: want http(s)://host:port without credentials (several controllers: comma-separated)", shown)
 		}
 		bases = append(bases, raw)
 	}

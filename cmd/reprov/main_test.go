@@ -100,6 +100,17 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
+// TestServerURLWithCredentialsIsRefusedUnechoed: a password typed into
+// server.url is refused (the token goes in server.token) and never shown.
+func TestServerURLWithCredentialsIsRefusedUnechoed(t *testing.T) {
+	c := newCLI(t)
+	inv := c.write("fleet.yaml", smallFleet)
+	code, out, errOut := c.run("jobs", "list", "--inventory", inv, "--server", "http://ops:s3cret-pw@127.0.0.1:8087")
+	if code != exitUsage || !strings.Contains(errOut, "server.url") || strings.Contains(out+errOut, "s3cret-pw") {
+		t.Errorf("--server with a password: exit %d, want %d naming server.url without the password\nstdout:\n%s\nstderr:\n%s", code, exitUsage, out, errOut)
+	}
+}
+
 func TestInterruptedExitCode(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
