@@ -549,9 +549,12 @@ const maxStderr = 64 << 10
 // dropped connection matches ErrConnectionLost.
 func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, error) {
 	timeout := c.cfg.CommandTimeout
+	bound := fmt.Sprintf("within %s (ssh command timeout)", timeout)
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
-		// The caller's deadline comes first: name that one when it fires.
-		timeout = max(time.Until(d), 0).Round(time.Millisecond)
+		// The caller's deadline comes first: name that one when it fires
+		// (a step's deadline nearly spent would read "within 0s").
+		timeout = time.Until(d)
+		bound = fmt.Sprintf("before its step's deadline (%s left when it started)", max(timeout, 0).Round(time.Millisecond))
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -593,7 +596,7 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, 
 		s.Close()
 		// The copy goroutines may still be writing: return no output.
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, fmt.Errorf("node %s: %w: command did not finish within %s", c.cfg.Node, ErrTimeout, timeout)
+			return nil, fmt.Errorf("node %s: %w: command did not finish %s", c.cfg.Node, ErrTimeout, bound)
 		}
 		return nil, ctx.Err()
 	}

@@ -261,8 +261,8 @@ func TestTimeouts(t *testing.T) {
 	dctx, dcancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer dcancel()
 	_, err = c2.Exec(dctx, "sleep 5", nil)
-	if !errors.Is(err, sshx.ErrTimeout) || strings.Contains(err.Error(), "1m0s") {
-		t.Errorf("caller's deadline: %v, want a timeout that does not claim the 1m command timeout", err)
+	if !errors.Is(err, sshx.ErrTimeout) || strings.Contains(err.Error(), "1m0s") || !strings.Contains(err.Error(), "step's deadline") {
+		t.Errorf("caller's deadline: %v, want a timeout that names the step's deadline, not the 1m command timeout", err)
 	}
 
 	// A server that accepts and never speaks: the handshake times out.
