@@ -27,7 +27,9 @@ type GateResult struct {
 // Gate checks a window's gate (Checker is the real one).
 type Gate func(ctx context.Context, s Spec) GateResult
 
-// GateTimeout bounds one gate check.
+// GateTimeout bounds one gate check. The scheduler bounds it further by
+// half its occurrence lease, so that a slow check never outlasts the
+// lease of the controller waiting on it.
 const GateTimeout = 30 * time.Second
 
 // maxGateOutput is how much of a gate's output is recorded.
@@ -86,6 +88,8 @@ func runHook(ctx context.Context, s Spec) GateResult {
 	switch {
 	case err == nil:
 		return GateResult{OK: true, Output: "gate hook " + s.GateHook + " exited 0: " + text}
+	case ctx.Err() != nil:
+		return GateResult{Output: fmt.Sprintf("gate hook %s did not finish in time (killed): %s", s.GateHook, text)}
 	case errors.As(err, &ee):
 		return GateResult{Output: fmt.Sprintf("gate hook %s exited %d: %s", s.GateHook, ee.ExitCode(), text)}
 	default:

@@ -380,7 +380,11 @@ func (s *Scheduler) advance(ctx context.Context, o store.Occurrence, w *known, n
 			if sp.HasGate() {
 				wantNext := batchDone && o.GateOK
 				if o.GateChecked.IsZero() || now.Sub(o.GateChecked) >= s.cfg.GateEvery || wantNext && o.GateChecked.Before(now) {
-					r := s.cfg.Gate(ctx, sp)
+					// The check runs inside this tick, which renews the
+					// lease only when it ends: half the lease at most.
+					gctx, cancel := context.WithTimeout(ctx, s.cfg.Lease/2)
+					r := s.cfg.Gate(gctx, sp)
+					cancel()
 					if r.OK != o.GateOK || o.GateChecked.IsZero() {
 						lvl := slog.LevelInfo
 						if !r.OK {

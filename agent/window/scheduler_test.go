@@ -712,6 +712,31 @@ func TestFailingGatePausesAndIsRecheckedEveryMinute(t *testing.T) {
 	}
 }
 
+// TestGateCheckEndsWithinHalfTheLease: the gate is checked inside a tick,
+// and the tick renews the occurrence's lease only when it ends; a check
+// that could run as long as the lease would let another controller take
+// the occurrence over meanwhile.
+func TestGateCheckEndsWithinHalfTheLease(t *testing.T) {
+	e := newEnv(t, map[string]int{"r1": 2})
+	var left atomic.Int64
+	e.gate = func(ctx context.Context, _ window.Spec) window.GateResult {
+		if dl, ok := ctx.Deadline(); ok {
+			left.Store(int64(time.Until(dl)))
+		} else {
+			left.Store(-1)
+		}
+		return window.GateResult{OK: true}
+	}
+	at := recent()
+	e.create(window.Spec{Name: "w", At: at, Batch: window.Amount{N: 1}, GatePrometheus: "http://127.0.0.1:1", GateQuery: "ALERTS"})
+	s := e.scheduler("c1", nil)
+	e.clk.Set(at)
+	tick(t, s)
+	if d := time.Duration(left.Load()); d <= 0 || d > window.DefaultLease/2 {
+		t.Fatalf("gate check bounded by %v, want at most half the %v lease", d, window.DefaultLease)
+	}
+}
+
 // promStub is a Prometheus HTTP API peer on loopback answering
 // /api/v1/query with the series given.
 func promStub(t *testing.T, series *atomic.Value) *httptest.Server {
@@ -765,6 +790,16 @@ func TestGateHookExitStatusAndOutput(t *testing.T) {
 	}
 	if r := window.Checker(nil)(ctxT(t), sp); !r.OK || !strings.Contains(r.Output, "all quiet") {
 		t.Fatalf("hook exiting 0: %+v", r)
+	}
+	// A hook that does not finish in time is killed, and says so.
+	slow := filepath.Join(dir, "slow.sh")
+	if err := os.WriteFile(slow, []byte("#!/bin/sh\necho checking\nexec sleep 60\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(ctxT(t), 500*time.Millisecond)
+	defer cancel()
+	if r := window.Checker(nil)(sctx, window.Spec{Name: "sat", GateHook: slow}); r.OK || !strings.Contains(r.Output, "did not finish in time") {
+		t.Fatalf("slow hook: %+v", r)
 	}
 	if err := os.Chmod(hook, 0o777); err != nil {
 		t.Fatal(err)
