@@ -2,14 +2,16 @@ package ipmi
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
 // RMCP+ payload types seen on the wire (IPMI v2.0 Table 13-16).
 const (
+	payloadIPMI                = 0x00
+	payloadOpenSessionRequest  = 0x10
 	payloadOpenSessionResponse = 0x11
 	payloadRAKP1               = 0x12
 	payloadRAKP2               = 0x13
@@ -17,18 +19,67 @@ const (
 	payloadRAKP4               = 0x15
 )
 
-// wireConn is the UDP socket under go-ipmi's client. It exists for three
-// things go-ipmi does not offer: aborting a read that a cancelled context
-// left running (go-ipmi's exchange goroutine holds the socket until its
-// read deadline), and noticing how far a failed session handshake got (so the
-// half-open session can be released).
+// Resends.
+const (
+	// minResendInterval is the shortest wait before a request is sent again.
+	minResendInterval = 20 * time.Millisecond
+	// maxOpenSessionSends bounds the sends of one Open Session Request.
+	maxOpenSessionSends = 3
+)
+
+// wireConn is the UDP socket under go-ipmi's client. It exists for what
+// go-ipmi does not offer:
+//
+//   - Retransmission within one exchange. go-ipmi sends a request and reads
+//     until its deadline; wireConn sends it again every resend interval
+//     until an answer arrives or the exchange's deadline passes (a lossy
+//     link gets many tries within Options.Timeout, a slow one is not
+//     flooded). The interval is a tenth of the exchange timeout, or twice
+//     the longest round trip measured on this connection when that is more.
+//     A power cycle or reset is never sent again (sendOnce).
+//   - Telling the answers to retransmitted handshake messages apart (each
+//     send carries its own message tag, restored before go-ipmi sees the
+//     answer): the BMC draws a new random number for every RAKP Message 1
+//     it receives, so only the answer to the latest one is taken and the
+//     wait before each further RAKP Message 1 grows. Every Open Session
+//     Request opens a session: it is sent at most three times, at doubling
+//     intervals, and a session whose answer was not taken is released.
+//   - Dropping datagrams that cannot answer the request outstanding (a late
+//     answer to an earlier message), which go-ipmi would otherwise take.
+//   - Aborting a read that a cancelled context left running (go-ipmi's
+//     exchange goroutine holds the socket until its read deadline).
+//   - Noticing how far a failed session handshake got, so that the
+//     half-open session can be released.
 type wireConn struct {
 	*net.UDPConn
 
-	aborted atomic.Bool
+	// base is the resend interval before any round trip was measured.
+	base time.Duration
 
-	mu sync.Mutex
-	hs handshake
+	mu       sync.Mutex
+	aborted  bool
+	deadline time.Time // the reader's deadline (SetReadDeadline)
+	out      request   // the request awaiting its answer
+	once     bool      // send requests once, without resends
+	rtt      time.Duration
+	hs       handshake
+	// extra holds the BMC session IDs of Open Session Responses that were
+	// not taken (answers to a retransmitted request): sessions to release.
+	extra []uint32
+}
+
+// request is the datagram last written, with its sends.
+type request struct {
+	pkt      []byte // nil: none
+	kind     int    // RMCP+ payload type, payloadIPMI for IPMI messages
+	tagged   bool   // handshake message: each send gets its own tag
+	tag0     byte   // go-ipmi's message tag
+	sent     []time.Time
+	resend   bool
+	limit    int // most sends (0: until the deadline)
+	interval time.Duration
+	next     time.Time
+	answered bool
 }
 
 // handshake is what the wire showed of a session setup.
@@ -41,13 +92,15 @@ type handshake struct {
 	// Status codes of the Open Session Response and RAKP Messages 2 and 4
 	// (-1: not seen).
 	openStatus, rakp2Status, rakp4Status int
-	// bmcSessionID is the managed system session ID of the last successful
-	// Open Session Response (0: none).
+	// bmcSessionID is the managed system session ID of the Open Session
+	// Response taken (0: none).
 	bmcSessionID uint32
 }
 
 // dialer hands go-ipmi our wireConn (client.WithUDPProxy).
 type dialer struct {
+	timeout time.Duration // one exchange's bound
+
 	mu   sync.Mutex
 	conn *wireConn
 }
@@ -61,7 +114,11 @@ func (d *dialer) Dial(network, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &wireConn{UDPConn: c, hs: handshake{openStatus: -1, rakp2Status: -1, rakp4Status: -1}}
+	w := &wireConn{
+		UDPConn: c,
+		base:    max(d.timeout/10, minResendInterval),
+		hs:      handshake{openStatus: -1, rakp2Status: -1, rakp4Status: -1},
+	}
 	d.mu.Lock()
 	d.conn = w
 	d.mu.Unlock()
@@ -75,9 +132,13 @@ func (d *dialer) get() *wireConn {
 	return d.conn
 }
 
-// SetReadDeadline keeps an aborted socket's deadline in the past.
+// SetReadDeadline records the reader's deadline; Read waits up to it,
+// sending the request again on the way.
 func (w *wireConn) SetReadDeadline(t time.Time) error {
-	if w.aborted.Load() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.deadline = t
+	if w.aborted {
 		t = time.Unix(1, 0)
 	}
 	return w.UDPConn.SetReadDeadline(t)
@@ -85,37 +146,195 @@ func (w *wireConn) SetReadDeadline(t time.Time) error {
 
 // abort makes a pending and any further read return at once, until resume.
 func (w *wireConn) abort() {
-	w.aborted.Store(true)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.aborted = true
 	_ = w.UDPConn.SetReadDeadline(time.Unix(1, 0))
 }
 
 // resume undoes abort for the next operation.
-func (w *wireConn) resume() { w.aborted.Store(false) }
-
-func (w *wireConn) Read(b []byte) (int, error) {
-	n, err := w.UDPConn.Read(b)
-	if n > 0 {
-		w.observe(b[:n])
-	}
-	return n, err
+func (w *wireConn) resume() {
+	w.mu.Lock()
+	w.aborted = false
+	w.mu.Unlock()
 }
+
+// sendOnce(true) makes the requests written from now on go out once,
+// without resends, until sendOnce(false): for a request that must not be
+// executed twice.
+func (w *wireConn) sendOnce(once bool) {
+	w.mu.Lock()
+	w.once = once
+	w.mu.Unlock()
+}
+
+// payloadKind is an RMCP packet's RMCP+ payload type, payloadIPMI for an
+// IPMI message (RMCP+ or IPMI v1.5), -1 when it is no IPMI packet.
+func payloadKind(p []byte) int {
+	if len(p) < 6 || p[0] != 0x06 || p[3]&0x1f != 0x07 {
+		return -1
+	}
+	if p[4] != 0x06 {
+		return payloadIPMI // IPMI v1.5 session header
+	}
+	return int(p[5] & 0x3f)
+}
+
+// handshakeTag is where a session setup message carries its message tag:
+// RMCP header (4), auth type, payload type, session ID (4), sequence (4),
+// payload length (2), then the payload, whose first byte is the tag.
+const handshakeTag = 16
 
 func (w *wireConn) Write(b []byte) (int, error) {
 	w.mu.Lock()
+	kind := payloadKind(b)
+	r := request{pkt: append([]byte(nil), b...), kind: kind, resend: !w.once && kind >= 0}
+	switch kind {
+	case payloadOpenSessionRequest, payloadRAKP1, payloadRAKP3:
+		if len(b) > handshakeTag {
+			r.tagged, r.tag0 = true, b[handshakeTag]
+		}
+	}
+	if kind == payloadOpenSessionRequest {
+		// Every Open Session Request the BMC receives takes a slot of its
+		// session table (often four), and a full table evicts the oldest
+		// pending session: the one whose answer would be taken.
+		r.limit = maxOpenSessionSends
+	}
+	r.interval = max(w.base, 2*w.rtt)
+	w.out = r
 	w.hs.awaiting = true
 	w.hs.lastSent = 0
-	if len(b) >= 6 && b[0] == 0x06 && b[3]&0x1f == 0x07 && b[4] == 0x06 {
-		w.hs.lastSent = b[5] & 0x3f
+	if kind > 0 {
+		w.hs.lastSent = byte(kind)
 	}
+	n, err := w.sendLocked()
 	w.mu.Unlock()
-	return w.UDPConn.Write(b)
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
-// observe notes handshake progress from an inbound RMCP+ packet.
-func (w *wireConn) observe(p []byte) {
+// sendLocked sends the outstanding request once more (w.mu held).
+func (w *wireConn) sendLocked() (int, error) {
+	r := &w.out
+	k := len(r.sent)
+	if r.tagged {
+		r.pkt[handshakeTag] = r.tag0 + byte(k)
+	}
+	now := time.Now()
+	r.sent = append(r.sent, now)
+	switch {
+	case k == 0:
+	case r.kind == payloadOpenSessionRequest:
+		r.interval *= 2
+	case r.kind == payloadRAKP1:
+		// Every RAKP Message 1 replaces the BMC's random number: wait
+		// longer each time, so that a slow answer is not made stale by
+		// the next send forever.
+		r.interval += r.interval / 4
+	}
+	r.next = now.Add(r.interval)
+	return w.UDPConn.Write(r.pkt)
+}
+
+// Read returns the next datagram that can answer the outstanding request,
+// sending the request again each resend interval until then or until the
+// reader's deadline.
+func (w *wireConn) Read(b []byte) (int, error) {
+	for {
+		w.mu.Lock()
+		wake := w.deadline
+		r := &w.out
+		resend := r.resend && r.pkt != nil && !r.answered && (r.limit == 0 || len(r.sent) < r.limit) &&
+			(wake.IsZero() || r.next.Before(wake))
+		if resend {
+			wake = r.next
+		}
+		if w.aborted {
+			wake = time.Unix(1, 0)
+		}
+		_ = w.UDPConn.SetReadDeadline(wake)
+		w.mu.Unlock()
+
+		n, err := w.UDPConn.Read(b)
+		if n > 0 && w.accept(b[:n]) {
+			return n, err
+		}
+		if err == nil || n > 0 {
+			continue
+		}
+		var ne net.Error
+		if !resend || !errors.As(err, &ne) || !ne.Timeout() {
+			return n, err
+		}
+		w.mu.Lock()
+		if w.aborted || !time.Now().Before(w.deadline) && !w.deadline.IsZero() {
+			w.mu.Unlock()
+			return n, err
+		}
+		if time.Now().Before(w.out.next) {
+			w.mu.Unlock()
+			continue
+		}
+		_, werr := w.sendLocked()
+		w.mu.Unlock()
+		if werr != nil {
+			return 0, werr
+		}
+	}
+}
+
+// accept says whether datagram p can answer the outstanding request, and
+// notes what it shows: handshake progress, the round trip, an Open Session
+// Response that was not taken.
+func (w *wireConn) accept(p []byte) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	r := &w.out
+	kind := payloadKind(p)
+	if kind == payloadOpenSessionResponse && (r.kind != payloadOpenSessionRequest || r.answered) {
+		w.noteExtraSession(p)
+		return false
+	}
+	if r.pkt == nil || kind < 0 {
+		return false
+	}
+	switch r.kind {
+	case payloadOpenSessionRequest, payloadRAKP1, payloadRAKP3:
+		if kind != r.kind+1 {
+			return false
+		}
+	default:
+		if kind != payloadIPMI {
+			return false
+		}
+	}
+	k := len(r.sent) - 1 // the send this answers, when it cannot be told
+	if r.tagged {
+		if len(p) <= handshakeTag {
+			return false
+		}
+		k = int(p[handshakeTag] - r.tag0)
+		if k >= len(r.sent) || r.kind == payloadRAKP1 && k != len(r.sent)-1 {
+			return false // not ours, or answering a RAKP Message 1 since replaced
+		}
+		p[handshakeTag] = r.tag0
+	}
+	if r.tagged || len(r.sent) == 1 {
+		w.rtt = max(w.rtt, time.Since(r.sent[k]))
+	}
+	if r.tagged {
+		r.answered = true
+	}
 	w.hs.awaiting = false
+	w.observe(p)
+	return true
+}
+
+// observe notes handshake progress from an inbound RMCP+ packet (w.mu held).
+func (w *wireConn) observe(p []byte) {
 	// RMCP header (4), auth type 06h, payload type, session ID (4),
 	// sequence (4), payload length (2), payload: tag, status, ...
 	if len(p) < 18 || p[0] != 0x06 || p[3]&0x1f != 0x07 || p[4] != 0x06 {
@@ -134,6 +353,29 @@ func (w *wireConn) observe(p []byte) {
 		w.hs.rakp2Status = status
 	case payloadRAKP4:
 		w.hs.rakp4Status = status
+	}
+}
+
+// noteExtraSession remembers the session an Open Session Response not taken
+// opened, for releaseExtraSessions (w.mu held).
+func (w *wireConn) noteExtraSession(p []byte) {
+	if len(p) < 28 || p[4] != 0x06 || p[17] != 0 {
+		return
+	}
+	if id := binary.LittleEndian.Uint32(p[24:28]); id != 0 && id != w.hs.bmcSessionID {
+		w.extra = append(w.extra, id)
+	}
+}
+
+// releaseExtraSessions releases the pending sessions that answers not
+// taken opened (see abandonHandshake).
+func (w *wireConn) releaseExtraSessions() {
+	w.mu.Lock()
+	extra := w.extra
+	w.extra = nil
+	w.mu.Unlock()
+	for _, id := range extra {
+		w.abandonHandshake(id)
 	}
 }
 

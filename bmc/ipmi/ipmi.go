@@ -9,9 +9,12 @@
 // are refused (suite 2's session setup is broken in go-ipmi). IPMI v1.5
 // sessions are never used.
 //
-// Exchanges: each exchange is bounded by Options.Timeout (default 5 s) and
-// sent at most twice (a retransmission after half the timeout); whole
-// operations are retried by bmc's wrappers, which retry errors marked
+// Exchanges: each exchange is bounded by Options.Timeout (default 5 s);
+// within it the request is sent again every tenth of the timeout (or twice
+// the longest round trip seen on the connection, when that is more) until it
+// is answered, so that a session opens through a link losing 30 % each way
+// (docs/reliability.md). Whole operations are retried by bmc's wrappers,
+// which retry errors marked
 // bmc.Temporary: no answer, and the completion codes that mean busy (C0h,
 // C3h, C4h, CEh, D0h–D2h). Power cycle and reset are sent once: a
 // retransmitted cycle could cycle the machine twice and lose the one-time
@@ -182,12 +185,6 @@ func Open(ctx context.Context, ep bmc.Endpoint, log *slog.Logger) (bmc.Client, e
 		Err: fmt.Errorf("%w: tried %s", bmc.ErrCipherSuite, strings.Join(refused, ", "))}
 }
 
-// attemptTimeout is go-ipmi's per-attempt read timeout: an exchange is sent
-// at most twice within timeout.
-func attemptTimeout(timeout time.Duration) time.Duration {
-	return max(timeout/2, 50*time.Millisecond)
-}
-
 // connect sets up one session with one cipher suite. On failure nothing is
 // left open: the socket is closed and the BMC's session slot released where
 // the handshake got far enough to name it.
@@ -196,10 +193,12 @@ func connect(ctx context.Context, s settings, user, pass string, suite int) (*cl
 	if err != nil {
 		return nil, nil, setupOther, fmt.Errorf("%w: %v", bmc.ErrAuthentication, err)
 	}
-	d := &dialer{}
+	// One attempt per exchange as go-ipmi sees it: wireConn sends the
+	// request again within it.
+	d := &dialer{timeout: s.timeout}
 	c.WithUDPProxy(d).
-		WithTimeout(attemptTimeout(s.timeout)).
-		WithRetry(1).
+		WithTimeout(s.timeout).
+		WithRetry(0).
 		WithCipherSuiteID(types.CipherSuiteID(suite)).
 		WithMaxPrivilegeLevel(s.privilege)
 
@@ -212,6 +211,7 @@ func connect(ctx context.Context, s settings, user, pass string, suite int) (*cl
 	stop()
 	w := d.get()
 	if err == nil {
+		w.releaseExtraSessions()
 		return c, w, 0, nil
 	}
 	if w == nil {
@@ -243,6 +243,7 @@ func abortOnDone(ctx context.Context, abort func()) (stop func()) {
 // closes the socket.
 func cleanupFailedSetup(c *client.Client, w *wireConn, timeout time.Duration) {
 	w.resume()
+	w.releaseExtraSessions()
 	hs := w.handshake()
 	switch {
 	case hs.rakp4Status == 0:
@@ -355,8 +356,8 @@ func (cl *Client) SetPower(ctx context.Context, action bmc.PowerAction) error {
 // once, and no answer is then not retryable (it may have been executed).
 func (cl *Client) chassisControl(ctx context.Context, ctl chassis.ChassisControl, idempotent bool) error {
 	if !idempotent {
-		cl.c.WithRetry(0).WithTimeout(cl.timeout)
-		defer func() { cl.c.WithRetry(1).WithTimeout(attemptTimeout(cl.timeout)) }()
+		cl.conn.sendOnce(true)
+		defer cl.conn.sendOnce(false)
 	}
 	_, err := cl.c.ChassisControl(ctx, ctl)
 	if err != nil && !idempotent && isNoAnswer(err) {
@@ -430,6 +431,7 @@ func (cl *Client) Close(ctx context.Context) error {
 		defer cancel()
 	}
 	cl.conn.resume()
+	cl.conn.releaseExtraSessions()
 	stop := abortOnDone(ctx, cl.conn.abort)
 	defer stop()
 	if err := cl.c.Close(ctx); err != nil {

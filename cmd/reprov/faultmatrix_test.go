@@ -36,9 +36,7 @@ func reprovChild(t *testing.T, dir string) func(ctx context.Context, args ...str
 // TestFaultMatrix runs the small fault matrix (docs/reliability.md): a few
 // nodes per fault, the controller SIGKILLed at half the nodes started and
 // resumed, the landing endpoint's address taken away for a while. Every
-// node must end in its expected terminal state and every invariant hold;
-// the cases docs/reliability.md lists under "Not yet 100 %" are logged and
-// tolerated (knownCause), so that a regression anywhere else fails.
+// node must end in its expected terminal state and every invariant hold.
 func TestFaultMatrix(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the fault matrix runs a lab and several controllers")
@@ -57,38 +55,20 @@ func TestFaultMatrix(t *testing.T) {
 	if err := rep.Write(dir); err != nil {
 		t.Fatal(err)
 	}
-	stranded := false
 	for _, n := range rep.Results {
 		if n.OK {
-			continue
-		}
-		if why := knownCause(n); why != "" {
-			t.Logf("%s (%s): not as expected, a known case (docs/reliability.md, Not yet 100 %%, %s): %s", n.Node, n.Fault, why, n.Why)
-			stranded = stranded || n.State == store.JobQueued
 			continue
 		}
 		t.Errorf("%s (%s): %s (reason %q)", n.Node, n.Fault, n.Why, n.Reason)
 	}
 	for _, inv := range rep.Invariants {
-		// A stranded job keeps the intent it was requeued with (6).
-		if !inv.Held && !(stranded && strings.HasPrefix(inv.Name, "no intent left unsettled")) {
+		if !inv.Held {
 			t.Errorf("invariant %q violated: %v", inv.Name, inv.Violations)
 		}
 	}
 	if len(rep.Controllers) < 2 || !rep.Controllers[0].Killed {
 		t.Errorf("the first controller was not killed mid-run: %+v", rep.Controllers)
 	}
-}
-
-// knownCause names the case of docs/reliability.md's "Not yet 100 %" a
-// node not in its expected state falls under ("" when none: a failure).
-// These are engine changes the lead owns; the matrix keeps reporting them.
-func knownCause(n faultmatrix.NodeResult) string {
-	switch {
-	case n.Fault == "loss30" && (strings.HasPrefix(n.Reason, "precheck: BMC unreachable") || n.State == store.JobLanded && n.Path == "inband"):
-		return "1: an RMCP+ session setup rarely succeeds at 30 % loss each way (bmc/ipmi sends each exchange at most twice)"
-	}
-	return ""
 }
 
 // TestStateDiskFull: the state dir is a small tmpfs, filled to the last
