@@ -123,8 +123,9 @@ type Config struct {
 	// (default DefaultPowerPoll).
 	PowerPoll time.Duration
 	// Subnet is the second octet of the lab's loopback addresses:
-	// nodes are 127.Subnet.x.y. 0 picks one at random in 64–249, so labs
-	// running at once (tests in parallel) do not share addresses.
+	// nodes are 127.Subnet.x.y. 0 picks a free one at random in 64–249.
+	// A lab holds its subnet for its life (claimSubnet), so labs running at
+	// once, in one process or several, never share addresses.
 	Subnet int
 	// Faults are the faults of each node, by node name (AssignFaults
 	// picks nodes for fault counts; docs/reliability.md).
@@ -142,6 +143,7 @@ type Lab struct {
 	dir    string
 	tmpDir bool
 	subnet int
+	claim  net.Listener // holds the subnet (claimSubnet)
 
 	nodes  []*Node
 	byName map[string]*Node
@@ -187,7 +189,12 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	l := &Lab{cfg: cfg, log: cfg.Logger, byName: map[string]*Node{}, subnet: cfg.Subnet}
+	claim, subnet, err := claimSubnet(cfg.Subnet)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Subnet = subnet
+	l := &Lab{cfg: cfg, log: cfg.Logger, byName: map[string]*Node{}, subnet: subnet, claim: claim}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
@@ -197,6 +204,7 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 		total += mc.Count
 	}
 	if total > 250*256 {
+		_ = claim.Close()
 		return nil, fmt.Errorf("fleet: %d nodes exceed one 127.%d.0.0/16 (64,000)", total, l.subnet)
 	}
 	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -275,9 +283,6 @@ func (c *Config) defaults() error {
 	}
 	if c.Subnet < 0 || c.Subnet > 254 {
 		return fmt.Errorf("fleet: subnet %d: want 1–254 (the second octet of 127.x.0.0)", c.Subnet)
-	}
-	if c.Subnet == 0 {
-		c.Subnet = 64 + mrand.IntN(186)
 	}
 	for _, d := range []struct {
 		name string
@@ -414,6 +419,37 @@ func randomPassword(n int) string {
 		b[i] = alphabet[int(b[i])%len(alphabet)]
 	}
 	return string(b)
+}
+
+// subnetClaimPort is the TCP port on 127.S.0.1 a lab listens on to hold
+// subnet S: above Linux's ephemeral range, on an address no node uses.
+const subnetClaimPort = "65123"
+
+// claimSubnet holds subnet (or, when 0, a free one picked at random in
+// 64–249) for a lab: it listens on 127.subnet.0.1:subnetClaimPort, which a
+// second lab, in this process or another, cannot. Without it two labs could
+// pick the same subnet and one lab's node take another's SSH port.
+func claimSubnet(subnet int) (net.Listener, int, error) {
+	claim := func(s int) (net.Listener, error) {
+		return net.Listen("tcp4", net.JoinHostPort(fmt.Sprintf("127.%d.0.1", s), subnetClaimPort))
+	}
+	if subnet != 0 {
+		ln, err := claim(subnet)
+		if err != nil {
+			return nil, 0, fmt.Errorf("fleet: subnet 127.%d.0.0/16 is taken (another lab uses it?): %w", subnet, err)
+		}
+		return ln, subnet, nil
+	}
+	var last error
+	for range 64 {
+		s := 64 + mrand.IntN(186)
+		ln, err := claim(s)
+		if err == nil {
+			return ln, s, nil
+		}
+		last = err
+	}
+	return nil, 0, fmt.Errorf("fleet: no free subnet in 127.64–249.0.0/16 after 64 tries: %w", last)
 }
 
 // nodeIP is the loopback address of node i: 127.subnet.(i/250).(2+i%250).
@@ -597,6 +633,9 @@ func (l *Lab) Close() error {
 			if err := os.RemoveAll(l.dir); err != nil {
 				errs = append(errs, err)
 			}
+		}
+		if l.claim != nil {
+			_ = l.claim.Close()
 		}
 	})
 	return errors.Join(errs...)

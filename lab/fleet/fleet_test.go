@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -904,4 +905,32 @@ func TestBMCsReportNodeIdentity(t *testing.T) {
 	if got := n.BMCSystemID(); got.GUID != other.GUID() || got.Serial != other.Serial() {
 		t.Errorf("after SetBMCSystemID the BMC reports %+v", got)
 	}
+}
+
+// Labs running at once never share a subnet: an explicit subnet another lab
+// holds is refused, naming it, and labs picking at random get distinct ones.
+func TestLabsNeverShareASubnet(t *testing.T) {
+	one := mix(fleet.ModelIPMI, 1)
+	first := startLab(t, fleet.Config{Mix: one})
+	_, err := fleet.Start(context.Background(), fleet.Config{Mix: one, Subnet: first.Subnet()})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("127.%d.0.0/16 is taken", first.Subnet())) {
+		t.Fatalf("a second lab on subnet %d: %v, want it refused as taken", first.Subnet(), err)
+	}
+	seen := map[int]bool{first.Subnet(): true}
+	for range 8 {
+		l := startLab(t, fleet.Config{Mix: one})
+		if seen[l.Subnet()] {
+			t.Fatalf("two labs running at once on subnet %d", l.Subnet())
+		}
+		seen[l.Subnet()] = true
+	}
+	// A closed lab's subnet is free again.
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := fleet.Start(context.Background(), fleet.Config{Mix: one, Subnet: first.Subnet()})
+	if err != nil {
+		t.Fatalf("subnet %d after its lab closed: %v", first.Subnet(), err)
+	}
+	_ = again.Close()
 }
