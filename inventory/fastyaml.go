@@ -29,12 +29,19 @@ type declined struct{}
 // nodes) that needs the whole tree first.
 type restart struct{}
 
+// loaded is the outcome of a load.
+type loaded struct {
+	inv      *Inventory
+	warnings []Warning
+	err      error
+}
+
 // loadFastYAML loads a native YAML inventory through the fast path. ok is
 // false when the file is outside the fast path's subset; the caller then
 // reads it with yaml.v3. src is sourceAuto or sourceNative.
-func loadFastYAML(name string, data []byte, src source) (inv *Inventory, ws []Warning, err error, ok bool) {
+func loadFastYAML(name string, data []byte, src source) (r loaded, ok bool) {
 	if !fastBytesOK(data) {
-		return nil, nil, nil, false
+		return loaded{}, false
 	}
 	text := string(data)
 	for _, stream := range []bool{true, false} {
@@ -44,14 +51,14 @@ func loadFastYAML(name string, data []byte, src source) (inv *Inventory, ws []Wa
 		case fastRestart:
 			continue
 		case fastDeclined:
-			return nil, nil, nil, false
+			return loaded{}, false
 		}
 		if err := dg.err(); err != nil {
-			return nil, dg.finalWarnings(), err, true
+			return loaded{warnings: dg.finalWarnings(), err: err}, true
 		}
-		return &Inventory{Source: name, Nodes: nodes}, dg.finalWarnings(), nil, true
+		return loaded{inv: &Inventory{Source: name, Nodes: nodes}, warnings: dg.finalWarnings()}, true
 	}
-	return nil, nil, nil, false
+	return loaded{}, false
 }
 
 // fastBytesOK reports whether data has only the bytes the fast path reads:

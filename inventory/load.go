@@ -79,8 +79,8 @@ func loadWith(name string, data []byte, src source, cfg *ansibleConfig, onlyYAML
 	}
 	if format == formatYAML && !onlyYAMLv3 && (src == sourceAuto || src == sourceNative) && !strings.EqualFold(filepath.Ext(name), ".json") {
 		// The fast path; it declines files outside its subset of YAML.
-		if inv, ws, err, ok := loadFastYAML(name, data, src); ok {
-			return inv, ws, err
+		if r, ok := loadFastYAML(name, data, src); ok {
+			return r.inv, r.warnings, r.err
 		}
 	}
 	dg := &diags{file: name}
