@@ -106,38 +106,38 @@ func (d *decoder) eachPair(m *yaml.Node, dup func(k *yaml.Node, firstLine int), 
 			break
 		}
 	}
-	var small []*yaml.Node // keys seen, for small mappings
+	var smallBuf [16]*yaml.Node
+	small := smallBuf[:0]  // keys seen, for small mappings
 	var big map[string]int // key → line, for large ones
 	if len(m.Content) > 32 || hasMerge {
 		big = make(map[string]int, len(m.Content)/2)
-	}
-	seen := func(k *yaml.Node) (int, bool) {
-		if k.Kind != yaml.ScalarNode {
-			return 0, false
-		}
-		if big != nil {
-			line, ok := big[k.Value]
-			if !ok {
-				big[k.Value] = k.Line
-			}
-			return line, ok
-		}
-		for _, s := range small {
-			if s.Value == k.Value {
-				return s.Line, true
-			}
-		}
-		small = append(small, k)
-		return 0, false
 	}
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := resolve(m.Content[i]), resolve(m.Content[i+1])
 		if k == nil || isMergeKey(k) {
 			continue
 		}
-		if line, ok := seen(k); ok {
-			dup(k, line)
-			continue
+		if k.Kind == yaml.ScalarNode {
+			first, seen := 0, false
+			if big != nil {
+				if first, seen = big[k.Value]; !seen {
+					big[k.Value] = k.Line
+				}
+			} else {
+				for _, s := range small {
+					if s.Value == k.Value {
+						first, seen = s.Line, true
+						break
+					}
+				}
+				if !seen {
+					small = append(small, k)
+				}
+			}
+			if seen {
+				dup(k, first)
+				continue
+			}
 		}
 		fn(k, v)
 	}
@@ -255,6 +255,9 @@ func scalarBool(n *yaml.Node) (bool, bool) {
 func listElems(n *yaml.Node) ([]*yaml.Node, bool) {
 	switch n.Kind {
 	case yaml.SequenceNode:
+		if !slices.ContainsFunc(n.Content, func(e *yaml.Node) bool { return e == nil || e.Kind == yaml.AliasNode }) {
+			return n.Content, true // nothing to resolve: no copy
+		}
 		out := make([]*yaml.Node, 0, len(n.Content))
 		for _, e := range n.Content {
 			if e = resolve(e); e != nil {
@@ -707,12 +710,18 @@ func (d *decoder) checkNode(n *Node, m *nodeMeta) {
 // crossCheck finds what must be unique across nodes: names, MACs, BMC
 // addresses (and warns about shared serial numbers).
 func (d *decoder) crossCheck(nodes []Node, metas []nodeMeta) {
+	// Lines are int32 in nodeMeta already; so are they here, which keeps
+	// the maps of a large fleet smaller.
 	type seenAt struct {
-		idx  int
-		line int
+		idx  int32
+		line int32
+	}
+	nMACs := 0
+	for i := range nodes {
+		nMACs += len(nodes[i].MACs)
 	}
 	names := make(map[string]seenAt, len(nodes))
-	macs := make(map[string]seenAt, len(nodes))
+	macs := make(map[string]seenAt, nMACs)
 	bmcs := make(map[string]seenAt, len(nodes))
 	serials := make(map[string]seenAt, len(nodes))
 	inheritedDup := map[int]int{} // leaf → nodes beyond the first sharing an inherited value
@@ -723,7 +732,7 @@ func (d *decoder) crossCheck(nodes []Node, metas []nodeMeta) {
 			if first, ok := names[n.Name]; ok {
 				d.problem(int(m.lines[fName]), label, "name", "duplicate node name %q (first defined at line %d)", n.Name, first.line)
 			} else {
-				names[n.Name] = seenAt{i, int(m.lines[fName])}
+				names[n.Name] = seenAt{int32(i), m.lines[fName]}
 			}
 		}
 		for j, mac := range n.MACs {
@@ -738,7 +747,7 @@ func (d *decoder) crossCheck(nodes []Node, metas []nodeMeta) {
 				}
 				d.problem(line, label, m.fieldOf(fMACs), "MAC %s is also listed for node %s (line %d)", mac, metas[first.idx].label(&nodes[first.idx]), first.line)
 			} else {
-				macs[mac] = seenAt{i, line}
+				macs[mac] = seenAt{int32(i), int32(line)}
 			}
 		}
 		if m.bmcKey != "" {
@@ -750,7 +759,7 @@ func (d *decoder) crossCheck(nodes []Node, metas []nodeMeta) {
 					d.problem(line, label, m.fieldOf(fBMCAddress), "%s is also the BMC of node %s (line %d)", n.BMC.Address, metas[first.idx].label(&nodes[first.idx]), first.line)
 				}
 			} else {
-				bmcs[m.bmcKey] = seenAt{i, line}
+				bmcs[m.bmcKey] = seenAt{int32(i), int32(line)}
 			}
 		}
 		if n.Serial != "" {
@@ -762,7 +771,7 @@ func (d *decoder) crossCheck(nodes []Node, metas []nodeMeta) {
 					inheritedDup[fSerial]++
 				}
 			} else {
-				serials[n.Serial] = seenAt{i, line}
+				serials[n.Serial] = seenAt{int32(i), int32(line)}
 			}
 		}
 	}

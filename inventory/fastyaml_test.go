@@ -12,12 +12,16 @@ import (
 // loadYAMLv3 loads data as LoadBytes did before the fast path: through
 // yaml.v3's node tree.
 func loadYAMLv3(t testing.TB, name string, data []byte) (*Inventory, []Warning, error) {
+	return loadYAMLv3From(t, name, data, sourceAuto)
+}
+
+func loadYAMLv3From(t testing.TB, name string, data []byte, src source) (*Inventory, []Warning, error) {
 	t.Helper()
 	cfg, err := AnsibleOptions{}.compile()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return loadWith(name, data, sourceAuto, cfg, true)
+	return loadWith(name, data, src, cfg, true)
 }
 
 // sameAsYAMLv3 checks that the fast path, when it accepts data, gives what
@@ -26,11 +30,18 @@ func loadYAMLv3(t testing.TB, name string, data []byte) (*Inventory, []Warning, 
 // fast path accepted data.
 func sameAsYAMLv3(t *testing.T, name string, data []byte) bool {
 	t.Helper()
-	r, ok := loadFastYAML(name, data, sourceAuto)
+	return sameAsYAMLv3From(t, name, data, sourceAuto)
+}
+
+// sameAsYAMLv3From is sameAsYAMLv3 for a file read as src (LoadBytes reads
+// sourceAuto, an import of a native file sourceNative).
+func sameAsYAMLv3From(t *testing.T, name string, data []byte, src source) bool {
+	t.Helper()
+	r, ok := loadFastYAML(name, data, src)
 	if !ok {
 		return false
 	}
-	inv, ws, err := loadYAMLv3(t, name, data)
+	inv, ws, err := loadYAMLv3From(t, name, data, src)
 	if got, want := problemList(r.err), problemList(err); !slices.Equal(got, want) {
 		t.Fatalf("problems differ for %q:\nfast:    %q\nyaml.v3: %q", data, got, want)
 	}
@@ -109,6 +120,7 @@ func FuzzFastYAML(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sameAsYAMLv3(t, "f.yaml", data)
+		sameAsYAMLv3From(t, "f.yaml", data, sourceNative)
 		// The same input with the bytes the fast path never reads turned
 		// into ones it does, so that mutations explore structure rather
 		// than end in the byte check.
@@ -136,6 +148,7 @@ func inSubsetBytes(data []byte) []byte {
 func TestFastYAMLSameAsYAMLv3(t *testing.T) {
 	for _, s := range fastSeeds {
 		sameAsYAMLv3(t, "f.yaml", []byte(s))
+		sameAsYAMLv3From(t, "f.yaml", []byte(s), sourceNative)
 	}
 	data, err := os.ReadFile(filepath.Join("testdata", "fleet.yaml"))
 	if err != nil {
