@@ -16,7 +16,7 @@ import (
 // nodes list is built in a reused arena, decoded, and dropped.
 //
 // Anything outside the subset (anchors, aliases, tags, block scalars,
-// multi-line scalars and flow collections, documents markers, tabs, CR,
+// multi-line scalars and flow collections, document markers, tabs, CR,
 // non-ASCII text, unusual indentation, syntax errors) declines the fast
 // path, and the file is read again by yaml.v3, so that such a file keeps
 // today's results and messages (docs/performance.md).
