@@ -184,3 +184,27 @@ func TestFastYAMLKeepsYAMLv3Messages(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+// TestFastYAMLLineCombinations checks the property of FuzzFastYAML on every
+// three-line document made of lines that mix indentation, list and mapping
+// forms, flow collections, quotes and comments.
+func TestFastYAMLLineCombinations(t *testing.T) {
+	lines := []string{
+		"nodes:", "- name: a", "  - name: b", "  rack: r", "    ssh:", "      port: 22",
+		"  macs:", "  - aa:bb:cc:dd:ee:ff", "    - - \"3c:4a:92:11:22:33\"", "-",
+		"  - {name: c, labels: {\"a\": 'b'}} # c", "defaults:", " y: ~", "# c",
+	}
+	accepted := 0
+	for _, a := range lines {
+		for _, b := range lines {
+			for _, c := range lines {
+				if sameAsYAMLv3(t, "f.yaml", []byte(a+"\n"+b+"\n"+c)) {
+					accepted++
+				}
+			}
+		}
+	}
+	if accepted == 0 {
+		t.Error("the fast path declined every combination")
+	}
+}
