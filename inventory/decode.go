@@ -106,38 +106,38 @@ func (d *decoder) eachPair(m *yaml.Node, dup func(k *yaml.Node, firstLine int), 
 			break
 		}
 	}
-	var small []*yaml.Node // keys seen, for small mappings
+	var smallBuf [16]*yaml.Node
+	small := smallBuf[:0]  // keys seen, for small mappings
 	var big map[string]int // key → line, for large ones
 	if len(m.Content) > 32 || hasMerge {
 		big = make(map[string]int, len(m.Content)/2)
-	}
-	seen := func(k *yaml.Node) (int, bool) {
-		if k.Kind != yaml.ScalarNode {
-			return 0, false
-		}
-		if big != nil {
-			line, ok := big[k.Value]
-			if !ok {
-				big[k.Value] = k.Line
-			}
-			return line, ok
-		}
-		for _, s := range small {
-			if s.Value == k.Value {
-				return s.Line, true
-			}
-		}
-		small = append(small, k)
-		return 0, false
 	}
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := resolve(m.Content[i]), resolve(m.Content[i+1])
 		if k == nil || isMergeKey(k) {
 			continue
 		}
-		if line, ok := seen(k); ok {
-			dup(k, line)
-			continue
+		if k.Kind == yaml.ScalarNode {
+			first, seen := 0, false
+			if big != nil {
+				if first, seen = big[k.Value]; !seen {
+					big[k.Value] = k.Line
+				}
+			} else {
+				for _, s := range small {
+					if s.Value == k.Value {
+						first, seen = s.Line, true
+						break
+					}
+				}
+				if !seen {
+					small = append(small, k)
+				}
+			}
+			if seen {
+				dup(k, first)
+				continue
+			}
 		}
 		fn(k, v)
 	}
@@ -255,6 +255,9 @@ func scalarBool(n *yaml.Node) (bool, bool) {
 func listElems(n *yaml.Node) ([]*yaml.Node, bool) {
 	switch n.Kind {
 	case yaml.SequenceNode:
+		if !slices.ContainsFunc(n.Content, func(e *yaml.Node) bool { return e == nil || e.Kind == yaml.AliasNode }) {
+			return n.Content, true // nothing to resolve: no copy
+		}
 		out := make([]*yaml.Node, 0, len(n.Content))
 		for _, e := range n.Content {
 			if e = resolve(e); e != nil {
@@ -296,42 +299,75 @@ func (d *decoder) native(root *yaml.Node) []Node {
 		d.problem(root.Line, "", "", "the top level must be a mapping with the keys defaults and nodes, not %s", describe(root))
 		return nil
 	}
-	var defaultsNode, nodesNode *yaml.Node
-	top := []string{"defaults", "nodes"}
+	var top topLevel
 	d.eachPair(root, func(k *yaml.Node, first int) {
-		d.problem(k.Line, "", k.Value, "key appears twice (first at line %d)", first)
+		d.topDup(k, first)
 	}, func(k, v *yaml.Node) {
-		switch {
-		case k.Kind != yaml.ScalarNode:
-			d.problem(k.Line, "", "", "keys must be strings, not %s", describe(k))
-		case k.Value == "defaults":
-			defaultsNode = v
-		case k.Value == "nodes":
-			nodesNode = v
-		case strings.HasPrefix(k.Value, "x-"):
-			// An extension key: a place for YAML anchors, ignored.
-		default:
-			hint := suggest.DidYouMean(k.Value, top)
-			if hint == "" {
-				hint = " (the top level has defaults, nodes and x-… keys for YAML anchors)"
-			}
-			d.problem(k.Line, "", k.Value, "unknown key%s", hint)
-		}
+		d.topKey(&top, k, v)
 	})
+	var def defaults
+	d.decodeDefaults(&def, top.defaults)
+	return d.nodeList(root.Line, top.nodes, &def)
+}
 
-	var def Node
-	var defMeta nodeMeta
-	if defaultsNode != nil && !isNull(defaultsNode) {
-		if defaultsNode.Kind != yaml.MappingNode {
-			d.problem(defaultsNode.Line, "", "defaults", "want a mapping of node fields, got %s", describe(defaultsNode))
-		} else {
-			c := &nodeCtx{prefix: "defaults.", defaults: true, node: &def, meta: &defMeta}
-			d.decodeMapping(c, nativeSchema.node, "", defaultsNode)
+// topLevel is what the top-level mapping gave: the values of defaults and
+// nodes.
+type topLevel struct {
+	defaults, nodes *yaml.Node
+}
+
+var topKeys = []string{"defaults", "nodes"}
+
+// topDup reports a top-level key given twice.
+func (d *decoder) topDup(k *yaml.Node, first int) {
+	d.problem(k.Line, "", k.Value, "key appears twice (first at line %d)", first)
+}
+
+// topKey takes one top-level pair (not a repeated key).
+func (d *decoder) topKey(top *topLevel, k, v *yaml.Node) {
+	switch {
+	case k.Kind != yaml.ScalarNode:
+		d.problem(k.Line, "", "", "keys must be strings, not %s", describe(k))
+	case k.Value == "defaults":
+		top.defaults = v
+	case k.Value == "nodes":
+		top.nodes = v
+	case strings.HasPrefix(k.Value, "x-"):
+		// An extension key: a place for YAML anchors, ignored.
+	default:
+		hint := suggest.DidYouMean(k.Value, topKeys)
+		if hint == "" {
+			hint = " (the top level has defaults, nodes and x-… keys for YAML anchors)"
 		}
+		d.problem(k.Line, "", k.Value, "unknown key%s", hint)
 	}
+}
 
+// defaults is the decoded defaults section.
+type defaults struct {
+	node Node
+	meta nodeMeta
+}
+
+// decodeDefaults decodes the value of the defaults key, if any.
+func (d *decoder) decodeDefaults(def *defaults, v *yaml.Node) {
+	if v == nil || isNull(v) {
+		return
+	}
+	if v.Kind != yaml.MappingNode {
+		d.problem(v.Line, "", "defaults", "want a mapping of node fields, got %s", describe(v))
+		return
+	}
+	c := nodeCtx{prefix: "defaults.", defaults: true, node: &def.node, meta: &def.meta}
+	d.decodeMapping(&c, nativeSchema.node, "", v)
+}
+
+// nodeList decodes the value of the nodes key (rootLine is the line of the
+// top-level mapping): every entry, then defaults merged and every node
+// checked against the others.
+func (d *decoder) nodeList(rootLine int, nodesNode *yaml.Node, def *defaults) []Node {
 	if nodesNode == nil || isNull(nodesNode) {
-		d.warn(root.Line, "", "", "the inventory has no nodes")
+		d.warn(rootLine, "", "", "the inventory has no nodes")
 		return nil
 	}
 	if nodesNode.Kind != yaml.SequenceNode {
@@ -341,29 +377,52 @@ func (d *decoder) native(root *yaml.Node) []Node {
 	if len(nodesNode.Content) == 0 && !d.origins {
 		d.warn(nodesNode.Line, "", "nodes", "the inventory has no nodes")
 	}
-	nodes := make([]Node, 0, len(nodesNode.Content))
-	metas := make([]nodeMeta, 0, len(nodesNode.Content))
+	es := newEntries(len(nodesNode.Content))
 	for i, e := range nodesNode.Content {
-		if d.spend() {
+		if !es.entry(d, resolve(e), i+1) {
 			break
 		}
-		e = resolve(e)
-		if e == nil {
-			continue
-		}
-		entry := i + 1
-		if e.Kind != yaml.MappingNode {
-			d.problem(e.Line, "#"+strconv.Itoa(entry), "", "want a node (a mapping with name, bmc, ssh, ...), got %s", describe(e))
-			continue
-		}
-		nodes = append(nodes, Node{Pos: Position{File: d.file, Line: e.Line}})
-		metas = append(metas, nodeMeta{entry: entry, line: e.Line})
-		n, m := &nodes[len(nodes)-1], &metas[len(metas)-1]
-		c := &nodeCtx{label: entryLabel(e, entry), node: n, meta: m}
-		d.decodeMapping(c, nativeSchema.node, "", e)
 	}
+	return es.finish(d, def)
+}
+
+// entries are the nodes decoded so far, with their metadata.
+type entries struct {
+	nodes   []Node
+	metas   []nodeMeta
+	stopped bool // the decoder's budget ran out
+}
+
+func newEntries(n int) *entries {
+	return &entries{nodes: make([]Node, 0, n), metas: make([]nodeMeta, 0, n)}
+}
+
+// entry decodes e, the entry-th element of the node list, and reports
+// whether to go on.
+func (es *entries) entry(d *decoder, e *yaml.Node, entry int) bool {
+	if es.stopped || d.spend() {
+		es.stopped = true
+		return false
+	}
+	if e == nil {
+		return true
+	}
+	if e.Kind != yaml.MappingNode {
+		d.problem(e.Line, "#"+strconv.Itoa(entry), "", "want a node (a mapping with name, bmc, ssh, ...), got %s", describe(e))
+		return true
+	}
+	es.nodes = append(es.nodes, Node{Pos: Position{File: d.file, Line: e.Line}})
+	es.metas = append(es.metas, nodeMeta{entry: entry, line: e.Line})
+	c := nodeCtx{label: entryLabel(e, entry), node: &es.nodes[len(es.nodes)-1], meta: &es.metas[len(es.metas)-1]}
+	d.decodeMapping(&c, nativeSchema.node, "", e)
+	return true
+}
+
+// finish merges defaults into the decoded nodes and checks them.
+func (es *entries) finish(d *decoder, def *defaults) []Node {
+	nodes, metas := es.nodes, es.metas
 	for i := range nodes {
-		d.inherit(&nodes[i], &metas[i], &def, &defMeta)
+		d.inherit(&nodes[i], &metas[i], &def.node, &def.meta)
 		d.checkNode(&nodes[i], &metas[i])
 	}
 	d.crossCheck(nodes, metas)
@@ -651,12 +710,18 @@ func (d *decoder) checkNode(n *Node, m *nodeMeta) {
 // crossCheck finds what must be unique across nodes: names, MACs, BMC
 // addresses (and warns about shared serial numbers).
 func (d *decoder) crossCheck(nodes []Node, metas []nodeMeta) {
+	// Lines are int32 in nodeMeta already; so are they here, which keeps
+	// the maps of a large fleet smaller.
 	type seenAt struct {
-		idx  int
-		line int
+		idx  int32
+		line int32
+	}
+	nMACs := 0
+	for i := range nodes {
+		nMACs += len(nodes[i].MACs)
 	}
 	names := make(map[string]seenAt, len(nodes))
-	macs := make(map[string]seenAt, len(nodes))
+	macs := make(map[string]seenAt, nMACs)
 	bmcs := make(map[string]seenAt, len(nodes))
 	serials := make(map[string]seenAt, len(nodes))
 	inheritedDup := map[int]int{} // leaf → nodes beyond the first sharing an inherited value
@@ -667,7 +732,7 @@ func (d *decoder) crossCheck(nodes []Node, metas []nodeMeta) {
 			if first, ok := names[n.Name]; ok {
 				d.problem(int(m.lines[fName]), label, "name", "duplicate node name %q (first defined at line %d)", n.Name, first.line)
 			} else {
-				names[n.Name] = seenAt{i, int(m.lines[fName])}
+				names[n.Name] = seenAt{int32(i), m.lines[fName]}
 			}
 		}
 		for j, mac := range n.MACs {
@@ -682,7 +747,7 @@ func (d *decoder) crossCheck(nodes []Node, metas []nodeMeta) {
 				}
 				d.problem(line, label, m.fieldOf(fMACs), "MAC %s is also listed for node %s (line %d)", mac, metas[first.idx].label(&nodes[first.idx]), first.line)
 			} else {
-				macs[mac] = seenAt{i, line}
+				macs[mac] = seenAt{int32(i), int32(line)}
 			}
 		}
 		if m.bmcKey != "" {
@@ -694,7 +759,7 @@ func (d *decoder) crossCheck(nodes []Node, metas []nodeMeta) {
 					d.problem(line, label, m.fieldOf(fBMCAddress), "%s is also the BMC of node %s (line %d)", n.BMC.Address, metas[first.idx].label(&nodes[first.idx]), first.line)
 				}
 			} else {
-				bmcs[m.bmcKey] = seenAt{i, line}
+				bmcs[m.bmcKey] = seenAt{int32(i), int32(line)}
 			}
 		}
 		if n.Serial != "" {
@@ -706,7 +771,7 @@ func (d *decoder) crossCheck(nodes []Node, metas []nodeMeta) {
 					inheritedDup[fSerial]++
 				}
 			} else {
-				serials[n.Serial] = seenAt{i, line}
+				serials[n.Serial] = seenAt{int32(i), int32(line)}
 			}
 		}
 	}
