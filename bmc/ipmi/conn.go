@@ -95,6 +95,8 @@ type handshake struct {
 	// bmcSessionID is the managed system session ID of the Open Session
 	// Response taken (0: none).
 	bmcSessionID uint32
+	// sends is how many times the last datagram was sent.
+	sends int
 }
 
 // dialer hands go-ipmi our wireConn (client.WithUDPProxy).
@@ -382,7 +384,9 @@ func (w *wireConn) releaseExtraSessions() {
 func (w *wireConn) handshake() handshake {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.hs
+	hs := w.hs
+	hs.sends = len(w.out.sent)
+	return hs
 }
 
 // abandonHandshake tells the BMC to discard a pending session: RAKP Message

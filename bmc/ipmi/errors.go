@@ -49,6 +49,17 @@ func isNoAnswer(err error) bool {
 	return strings.Contains(err.Error(), "no datagram matched")
 }
 
+// noAnswer describes an exchange the BMC did not answer, err being
+// go-ipmi's error for it: which request, sent how many times (go-ipmi's own
+// text counts one attempt: the resends are wireConn's).
+func noAnswer(err error, sends int) error {
+	what := err.Error()
+	if cmd, _, ok := strings.Cut(what, " failed, err: "); ok {
+		what = strings.TrimPrefix(cmd, "cmd: ")
+	}
+	return bmc.Temporary(fmt.Errorf("%w: %s (sent %d times, not answered)", bmc.ErrNoAnswer, what, max(sends, 1)))
+}
+
 // busyCodes are the completion codes that mean "try again later" (IPMI
 // v2.0 Table 5-2): node busy, timeout while processing, out of space
 // (resources), response could not be provided, SDR repository in update
@@ -180,7 +191,7 @@ func classifySetup(ctx context.Context, err error, hs handshake, suite int) (set
 	case hs.rakp4Status > 0:
 		return statusFailure("RAKP message 4", types.RmcpStatusCode(hs.rakp4Status))
 	case hs.awaiting || isNoAnswer(err):
-		return setupNoAnswer, bmc.Temporary(fmt.Errorf("%w: %v", bmc.ErrNoAnswer, err))
+		return setupNoAnswer, noAnswer(err, hs.sends)
 	case hs.rakp2Status == 0 && hs.lastSent == payloadRAKP1:
 		if suite == 0 {
 			return setupOther, fmt.Errorf("%w: go-ipmi cannot verify RAKP message 2 without an authentication algorithm (cipher suite 0)", bmc.ErrUnsupported)

@@ -3,6 +3,7 @@ package ipmi_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -273,6 +274,11 @@ func TestTotalLossIsNoAnswer(t *testing.T) {
 	wantErr(t, err, bmc.ErrNoAnswer, true)
 	if ctx.Err() != nil {
 		t.Fatalf("Open ran into the test's 30 s deadline instead of its own timeout")
+	}
+	// The message says what was not answered and how often it was sent,
+	// not go-ipmi's "1 attempt" (the resends are below go-ipmi).
+	if msg := err.Error(); !strings.Contains(msg, "Get Channel Authentication Capabilities (sent ") || strings.Contains(msg, "1 attempt") {
+		t.Errorf("no-answer error %q: want the request named and its sends counted", msg)
 	}
 	// The first exchange, sent again every tenth of the timeout and never
 	// past it: a silent BMC is not flooded.

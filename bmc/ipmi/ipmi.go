@@ -287,6 +287,8 @@ func (cl *Client) op(ctx context.Context, name string, fn func(ctx context.Conte
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
 			err = fmt.Errorf("%w: %v", ctxErr, err)
+		} else if !errors.Is(err, bmc.ErrNoAnswer) && isNoAnswer(err) {
+			err = noAnswer(err, cl.conn.handshake().sends)
 		}
 		return &bmc.OpError{Op: name, BMC: cl.name, Err: classify(err)}
 	}
