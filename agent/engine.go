@@ -185,6 +185,8 @@ type Engine struct {
 	unrecorded sync.Map
 	// hostKeys keeps known_hosts parsed across the engine's SSH dials.
 	hostKeys *sshx.KnownHosts
+	// agentFiles keeps the agent binary read once for every node's push.
+	agentFiles *inband.AgentFiles
 	// jobs reads the jobs of the nodes waiting for their landing, all in
 	// one store query per poll interval.
 	jobs *jobPoller
@@ -243,7 +245,7 @@ func New(cfg Config) (*Engine, error) {
 			return ok, err
 		}
 	}
-	e := &Engine{cfg: cfg, log: cfg.Log, hostKeys: sshx.NewKnownHosts()}
+	e := &Engine{cfg: cfg, log: cfg.Log, hostKeys: sshx.NewKnownHosts(), agentFiles: inband.NewAgentFiles()}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}

@@ -29,7 +29,7 @@ func (j *journal) lastKick() *kick {
 // into its step's typed record, stops the node (ReasonCorruptRecord).
 func (r *nodeRun) readJournal(ctx context.Context) (*journal, error) {
 	var all []store.Step
-	err := r.untilLease(ctx, "read the step record", true, func(ctx context.Context) error {
+	err := r.untilLease(ctx, "read the step record", func(ctx context.Context) error {
 		var err error
 		all, err = r.e.cfg.Store.Steps(ctx, r.job.ID)
 		return err

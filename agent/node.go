@@ -174,8 +174,11 @@ func (r *nodeRun) renewLease(ctx context.Context, cancel context.CancelCauseFunc
 				return
 			case <-t.C:
 			}
-			rctx, c := context.WithTimeout(context.WithoutCancel(ctx), ttl/3)
+			// A loaded store is waited for while the lease still holds
+			// (at least a third of it): giving up sooner only lets the
+			// lease run out.
 			asked := time.Now()
+			rctx, c := context.WithTimeout(context.WithoutCancel(ctx), max(ttl/3, time.Until(r.leaseEnd())))
 			err := r.e.cfg.Store.RenewLease(rctx, r.job.ID, r.owner, ttl)
 			c()
 			if err == nil {
@@ -336,7 +339,7 @@ func (r *nodeRun) run(ctx context.Context) error {
 
 // recordPath records on the job the path the node is now on.
 func (r *nodeRun) recordPath(ctx context.Context, p playbooks.Path) {
-	if err := r.untilLease(context.WithoutCancel(ctx), "record the path", true, func(ctx context.Context) error {
+	if err := r.untilLease(context.WithoutCancel(ctx), "record the path", func(ctx context.Context) error {
 		return r.e.cfg.Store.SetPath(ctx, r.job.ID, string(p))
 	}); err != nil {
 		r.log.Warn("path not recorded on the job", "path", p, "err", err)
@@ -419,7 +422,7 @@ func (r *nodeRun) boundary(ctx context.Context) error {
 		return r.stopErr(ctx)
 	}
 	var stop store.StopRequest
-	err := r.untilLease(ctx, "is a stop requested", true, func(ctx context.Context) error {
+	err := r.untilLease(ctx, "is a stop requested", func(ctx context.Context) error {
 		var err error
 		stop, err = r.e.cfg.Store.StopRequested(ctx, r.job.ID)
 		return err
@@ -467,7 +470,7 @@ func (r *nodeRun) step(ctx context.Context, name string, intent any, act func() 
 		}
 	}
 	var in store.Step
-	err := r.untilLease(ctx, "record the intent of "+name, false, func(ctx context.Context) error {
+	err := r.untilLease(ctx, "record the intent of "+name, func(ctx context.Context) error {
 		var err error
 		in, err = r.e.cfg.Store.RecordStep(ctx, store.Step{JobID: r.job.ID, Name: name, Phase: store.PhaseIntent,
 			Detail: mustJSON(intent), Owner: r.owner})
@@ -519,7 +522,7 @@ func (r *nodeRun) step(ctx context.Context, name string, intent any, act func() 
 	}
 	// The act is done: its outcome is recorded whatever the state of
 	// ctx, waiting for a slow store while the lease holds.
-	err = r.untilLease(context.WithoutCancel(ctx), "record the outcome of "+name, false, func(ctx context.Context) error {
+	err = r.untilLease(context.WithoutCancel(ctx), "record the outcome of "+name, func(ctx context.Context) error {
 		_, err := r.e.cfg.Store.RecordStep(ctx, store.Step{Phase: store.PhaseOutcome, IntentID: in.ID, Result: result,
 			Detail: mustJSON(out), Owner: r.owner})
 		return err
@@ -552,13 +555,13 @@ func (r *nodeRun) mark(ctx context.Context, name string, rec markRecord) {
 	mctx := context.WithoutCancel(ctx)
 	rec.V = recordVersion
 	var in store.Step
-	err := r.untilLease(mctx, "record "+name, false, func(ctx context.Context) error {
+	err := r.untilLease(mctx, "record "+name, func(ctx context.Context) error {
 		var err error
 		in, err = r.e.cfg.Store.RecordStep(ctx, store.Step{JobID: r.job.ID, Name: name, Phase: store.PhaseIntent, Owner: r.owner, Detail: mustJSON(rec)})
 		return err
 	})
 	if err == nil {
-		err = r.untilLease(mctx, "record "+name, false, func(ctx context.Context) error {
+		err = r.untilLease(mctx, "record "+name, func(ctx context.Context) error {
 			_, err := r.e.cfg.Store.RecordStep(ctx, store.Step{Phase: store.PhaseOutcome, IntentID: in.ID, Result: store.ResultOK,
 				Detail: mustJSON(&markOutcome{outcomeBase{V: recordVersion}}), Owner: r.owner})
 			return err
@@ -595,7 +598,7 @@ func (r *nodeRun) precheck(ctx context.Context) error {
 	// for a slow store while the lease holds. A store that cannot say
 	// stops the node (its path order depends on it): never a guess.
 	var quirks, modelQuirks []store.Quirk
-	err := r.untilLease(ctx, "read the node's quirks", true, func(ctx context.Context) error {
+	err := r.untilLease(ctx, "read the node's quirks", func(ctx context.Context) error {
 		var err error
 		quirks, modelQuirks, err = r.e.cfg.Store.QuirksOf(ctx, r.n.Name, r.n.Labels[ModelLabel])
 		return err
@@ -834,6 +837,7 @@ func (r *nodeRun) session(conn SSHConn) (*inband.Session, error) {
 		Audit:       r.e.cfg.Audit,
 		Logger:      r.e.log,
 		AgentBinary: r.e.cfg.AgentBinary,
+		AgentFiles:  r.e.agentFiles,
 		Layout:      r.e.layout(r.n),
 		RebootDelay: r.e.cfg.RebootDelay,
 		UnitTimeout: r.pb.Timeouts.Inband,
@@ -953,7 +957,7 @@ func (r *nodeRun) learnQuirk(ctx context.Context, v *verdict) {
 	}
 	q := store.Quirk{Node: r.n.Name, Model: r.n.Labels[ModelLabel], Quirk: store.QuirkIgnoresOOBPXE,
 		Evidence: mustJSON(&v.evidence), RunID: r.job.RunID}
-	if err := r.untilLease(context.WithoutCancel(ctx), "record a learned quirk", true, func(ctx context.Context) error {
+	if err := r.untilLease(context.WithoutCancel(ctx), "record a learned quirk", func(ctx context.Context) error {
 		return r.e.cfg.Store.LearnQuirk(ctx, q)
 	}); err != nil {
 		r.log.Warn("quirk not recorded", "quirk", q.Quirk, "err", err)
@@ -1048,7 +1052,7 @@ func (r *nodeRun) finish(ctx, nctx context.Context, runErr error, stopRenew func
 	f.Evidence = mustJSON(ev)
 	stopRenew()
 	var job store.NodeJob
-	err := r.untilLease(context.WithoutCancel(ctx), "record the job's end", false, func(ctx context.Context) error {
+	err := r.untilLease(context.WithoutCancel(ctx), "record the job's end", func(ctx context.Context) error {
 		var err error
 		job, err = r.e.cfg.Store.FinishNode(ctx, r.job.ID, f)
 		return err

@@ -184,7 +184,7 @@ func (r *nodeRun) armLanding(ctx context.Context) error {
 	// A store that does not answer in time (a loaded one) is waited for
 	// while the lease holds: arming checks the lease, so a late success
 	// still proves this worker holds the job.
-	err := r.untilLease(context.WithoutCancel(ctx), "arm the landing", true, func(ctx context.Context) error {
+	err := r.untilLease(context.WithoutCancel(ctx), "arm the landing", func(ctx context.Context) error {
 		return r.e.cfg.ArmLanding(ctx, r.job.ID, r.owner)
 	})
 	switch {
@@ -406,7 +406,7 @@ func (r *nodeRun) recordSectors(ctx context.Context, res *inband.Result) {
 	for _, rg := range saved.Ranges {
 		size += rg.Length
 	}
-	if err := r.untilLease(context.WithoutCancel(ctx), "record the saved boot sector", false, func(ctx context.Context) error {
+	if err := r.untilLease(context.WithoutCancel(ctx), "record the saved boot sector", func(ctx context.Context) error {
 		_, err := r.e.cfg.Store.SaveSectorRecord(ctx, store.SectorRecord{Node: r.n.Name, RunID: r.job.RunID, JobID: r.job.ID,
 			Device: saved.Disk, Path: res.SavedFile, SHA256: saved.SHA256, Size: size})
 		return err
@@ -547,7 +547,7 @@ func (r *nodeRun) waitLoop(ctx context.Context, k *kick, deadline time.Time) (*v
 			// A last look of its own: a landing recorded since the
 			// poller's last reading counts.
 			var ws []store.WatchedJob
-			err := r.untilLease(ctx, "read the job's landing", true, func(ctx context.Context) error {
+			err := r.untilLease(ctx, "read the job's landing", func(ctx context.Context) error {
 				var err error
 				ws, err = r.e.cfg.Store.WatchJobs(ctx, []int64{r.job.ID})
 				return err

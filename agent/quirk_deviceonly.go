@@ -15,7 +15,7 @@ import (
 func (r *nodeRun) learnDeviceOnly(ctx context.Context, cause error) {
 	q := store.Quirk{Node: r.n.Name, Model: r.n.Labels[ModelLabel], Quirk: store.QuirkDeviceOnlyBMC,
 		Evidence: mustJSON(map[string]any{"step": StepOOBBoot, "bmc": r.n.BMC.Address, "error": cause.Error()}), RunID: r.job.RunID}
-	if err := r.untilLease(context.WithoutCancel(ctx), "record a learned quirk", true, func(ctx context.Context) error {
+	if err := r.untilLease(context.WithoutCancel(ctx), "record a learned quirk", func(ctx context.Context) error {
 		return r.e.cfg.Store.LearnQuirk(ctx, q)
 	}); err != nil {
 		r.log.Warn("quirk not recorded", "quirk", q.Quirk, "err", err)

@@ -19,7 +19,7 @@ import (
 // looking"). Each step's way of looking is in the step table.
 func (r *nodeRun) settle(ctx context.Context) error {
 	var open []store.Step
-	err := r.untilLease(ctx, "read the unsettled steps", true, func(ctx context.Context) error {
+	err := r.untilLease(ctx, "read the unsettled steps", func(ctx context.Context) error {
 		var err error
 		open, err = r.e.cfg.Store.UnsettledSteps(ctx, r.n.Name)
 		return err
@@ -47,7 +47,7 @@ func (r *nodeRun) settle(ctx context.Context) error {
 			b.Settled = &settlement{Seen: seenDefault}
 		}
 		b.Settled.ByJob = r.job.ID
-		err := r.untilLease(ctx, "record a settled outcome", true, func(ctx context.Context) error {
+		err := r.untilLease(ctx, "record a settled outcome", func(ctx context.Context) error {
 			_, err := r.e.cfg.Store.RecordStep(ctx, store.Step{Phase: store.PhaseOutcome, IntentID: s.ID, Result: result, Detail: mustJSON(out), Owner: r.owner})
 			return err
 		})

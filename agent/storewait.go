@@ -18,51 +18,83 @@ const storeRetryPause = 250 * time.Millisecond
 // leaseEnd is when the lease this worker last renewed runs out.
 func (r *nodeRun) leaseEnd() time.Time { return time.Unix(0, r.leaseUntil.Load()) }
 
+// errLeaseRanOut cuts a store call that did not answer before this
+// worker's lease (or its floor) ran out.
+var errLeaseRanOut = errors.New("this worker's lease ran out")
+
 // untilLease makes a store call on the node's path that a slow or busy
 // store must not turn into a failure of a healthy node (a store shared by
 // hundreds of nodes in flight, or held by another process, can take
 // longer than any fixed bound). It waits for op's answer for as long as
-// the lease this worker last renewed holds — the renewal loop extends it
+// the lease this worker holds lasts — the renewal loop extends it
 // whenever the store answers, and no other controller can take the job
-// before it runs out — and asks again after an answer that says the store
-// did nothing because it was busy (store.Retryable), or, for an
-// idempotent call, after a try that ran out of time while the lease was
-// extended meanwhile. Any other answer is op's, returned as it is. When
-// the lease runs out first, the error says the store did not answer what
-// in time: the caller stops the node with a store failure rather than
-// guess. ctx's end stops the wait (op's error is returned).
-func (r *nodeRun) untilLease(ctx context.Context, what string, idempotent bool, op func(context.Context) error) error {
-	var last error
+// before it runs out — and at least a third of the lease's length (what a
+// lease check is given: an outcome is worth recording even when the lease
+// ran out during its act, and the store itself refuses what the lease
+// must cover). It asks again after an answer that says the store did
+// nothing because it was busy (store.Retryable). Any other answer is
+// op's, returned as it is. When the lease runs out first, the error says
+// the store did not answer what in time: the caller stops the node with a
+// store failure rather than guess. ctx's end stops the wait (op's error
+// is returned).
+func (r *nodeRun) untilLease(ctx context.Context, what string, op func(context.Context) error) error {
+	floor := time.Now().Add(r.e.cfg.LeaseTTL / 3)
 	for tries := 1; ; tries++ {
-		end := r.leaseEnd()
-		if !time.Now().Before(end) {
-			if last == nil {
-				last = errors.New("no try made")
-			}
-			return fmt.Errorf("the store did not answer (%s) before this worker's lease ran out at %s, after %d tries: %w",
-				what, end.UTC().Format(time.RFC3339), tries-1, last)
-		}
-		tctx, cancel := context.WithDeadline(ctx, end)
+		tctx, cancel := r.leaseCtx(ctx, floor)
 		err := op(tctx)
-		timedOut := tctx.Err() != nil && ctx.Err() == nil
+		ranOut := errors.Is(context.Cause(tctx), errLeaseRanOut)
 		cancel()
 		switch {
 		case err == nil:
 			return nil
 		case ctx.Err() != nil:
 			return err
-		case store.Retryable(err), idempotent && timedOut:
-			last = err
+		case ranOut:
+			return fmt.Errorf("the store did not answer (%s) before %s at %s, after %d tries: %w",
+				what, errLeaseRanOut, r.leaseEnd().UTC().Format(time.RFC3339), tries, err)
+		case store.Retryable(err):
 			r.log.Warn("the store is busy; asking again while the lease holds", "what", what, "try", tries, "err", err)
 		default:
 			return err
 		}
 		select {
 		case <-ctx.Done():
-			return last
+			return err
 		case <-time.After(storeRetryPause):
 		}
 	}
+}
+
+// leaseCtx is ctx, cut with errLeaseRanOut once both floor and the lease
+// this worker holds have passed — the lease as the renewal loop extends it
+// meanwhile, not as it was when the call started.
+func (r *nodeRun) leaseCtx(ctx context.Context, floor time.Time) (context.Context, context.CancelFunc) {
+	tctx, cancel := context.WithCancelCause(ctx)
+	stop := make(chan struct{})
+	go func() {
+		for {
+			end := r.leaseEnd()
+			if end.Before(floor) {
+				end = floor
+			}
+			d := time.Until(end)
+			if d <= 0 {
+				cancel(errLeaseRanOut)
+				return
+			}
+			t := time.NewTimer(d)
+			select {
+			case <-stop:
+				t.Stop()
+				return
+			case <-tctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return tctx, func() { close(stop); cancel(nil) }
 }
 
 // jobPoller reads, once per poll interval and in one query per chunk of
