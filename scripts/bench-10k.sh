@@ -21,8 +21,10 @@
 #     -R  --per-rack (default 10)
 #     -b  the lab's --boot-delay (default 2s)
 #     -k  keep the working directory (inventory, state dir, logs, report)
+#     -c  also write the controller's CPU profile (REPROV_CPUPROFILE) there
 #
-# Needs: go, /usr/bin/time (Debian package time). Everything listens on
+# Needs: go, /usr/bin/time (Debian package time), an open-file limit of
+# 2 x NODES + 2000 (ulimit -n; 10,000 nodes need 22,000). Everything listens on
 # 127.0.0.0/8.
 set -euo pipefail
 
@@ -31,15 +33,17 @@ parallel=500
 perrack=10
 boot=2s
 keep=0
-while getopts "n:P:R:b:kh" opt; do
+cpuprof=0
+while getopts "n:P:R:b:kch" opt; do
 	case $opt in
 	n) nodes=$OPTARG ;;
 	P) parallel=$OPTARG ;;
 	R) perrack=$OPTARG ;;
 	b) boot=$OPTARG ;;
 	k) keep=1 ;;
+	c) cpuprof=1 keep=1 ;;
 	*)
-		sed -n '2,26p' "$0"
+		sed -n '2,28p' "$0"
 		exit 2
 		;;
 	esac
@@ -48,6 +52,14 @@ done
 cd "$(dirname "$0")/.."
 if [[ ! -x /usr/bin/time ]]; then
 	echo "bench-10k: /usr/bin/time not found (apt-get install time)" >&2
+	exit 2
+fi
+
+# The lab holds a BMC socket and an SSH listener per node: with every OS
+# up, that is two open files per node (and some to spare) in its process.
+limit=$(ulimit -n)
+if ((nodes * 2 + 2000 > limit)); then
+	echo "bench-10k: the open-file limit ($limit) keeps at most $(((limit - 2000) / 2)) nodes with their OS up in the lab: use -n, or raise ulimit -n" >&2
 	exit 2
 fi
 
@@ -76,7 +88,9 @@ CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build -trimpath -ldflags "-s -w" -o "$w
 reprov=$work/bin/reprov
 
 echo "starting the lab: $nodes ipmi nodes, --boot-delay $boot"
-"$reprov" lab up --write-inventory "$work/inventory.yaml" --mix "ipmi=$nodes" \
+# Every node powered on, its OS up (as a fleet in production is): its
+# precheck identifies the running OS over SSH, pushing the agent.
+"$reprov" lab up --write-inventory "$work/inventory.yaml" --mix "ipmi=$nodes" --max-os-up "$nodes" \
 	--boot-delay "$boot" --os-boot-time 1s >"$work/lab.out" 2>"$work/lab.err" &
 lab_pid=$!
 # The lab says so once every node is up.
@@ -102,6 +116,9 @@ load_start=$(cat /proc/loadavg)
 echo "load average at the start: $load_start"
 echo "reinstalling: --max-parallel $parallel --per-rack $perrack"
 rc=0
+if [[ $cpuprof -eq 1 ]]; then
+	export REPROV_CPUPROFILE=$work/controller-cpu.pprof
+fi
 /usr/bin/time -v -o "$work/time.txt" "$reprov" reinstall --all --yes --max-parallel "$parallel" --per-rack "$perrack" \
 	--config "$work/reprov.yaml" -o json >"$work/report.json" 2>"$work/reinstall.err" || rc=$?
 load_end=$(cat /proc/loadavg)
