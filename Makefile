@@ -14,7 +14,7 @@ LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 
-.PHONY: all build man install uninstall demo test test-deps unit docs-test lint fmt fuzz bench bench-peers fault-matrix clean
+.PHONY: all build man install uninstall demo test test-deps unit docs-test lint fmt fuzz bench bench-peers bench-10k fault-matrix clean
 
 all: build
 
@@ -80,6 +80,11 @@ bench:
 ## bench-peers: reprov vs FreeIPMI vs ipmitool against the same 256 BMCs
 bench-peers:
 	./scripts/bench-peers.sh
+
+## bench-10k: the controller alone reinstalling BENCH_NODES simulated nodes (the lab in another process): wall time, nodes/s, max RSS
+BENCH_NODES ?= 10000
+bench-10k:
+	./scripts/bench-10k.sh -n $(BENCH_NODES)
 
 ## fault-matrix: 1,000 simulated nodes, every fault of docs/reliability.md, the report in FAULT_MATRIX_OUT
 FAULT_MATRIX_OUT ?= $(BIN)/fault-matrix

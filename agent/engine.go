@@ -185,6 +185,11 @@ type Engine struct {
 	unrecorded sync.Map
 	// hostKeys keeps known_hosts parsed across the engine's SSH dials.
 	hostKeys *sshx.KnownHosts
+	// agentFiles keeps the agent binary read once for every node's push.
+	agentFiles *inband.AgentFiles
+	// jobs reads the jobs of the nodes waiting for their landing, all in
+	// one store query per poll interval.
+	jobs *jobPoller
 }
 
 // SetObserver makes the engine report step durations, takeovers and the
@@ -240,10 +245,11 @@ func New(cfg Config) (*Engine, error) {
 			return ok, err
 		}
 	}
-	e := &Engine{cfg: cfg, log: cfg.Log, hostKeys: sshx.NewKnownHosts()}
+	e := &Engine{cfg: cfg, log: cfg.Log, hostKeys: sshx.NewKnownHosts(), agentFiles: inband.NewAgentFiles()}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
+	e.jobs = newJobPoller(cfg.Store, cfg.PollInterval, e.log)
 	if cfg.OpenBMC == nil {
 		e.cfg.OpenBMC = e.openBMC
 	}
@@ -614,26 +620,27 @@ func (e *Engine) watch(ctx context.Context, run store.Run, nodes []inventory.Nod
 		for id := range idx {
 			ids = append(ids, id)
 		}
+		// Only the jobs that ended are read back: 10,000 rows of jobs
+		// under way, read every poll, only loaded the store.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		jobs, err := e.cfg.Store.JobsByID(sctx, ids)
+		jobs, err := e.cfg.Store.EndedJobsByID(sctx, ids)
 		cancel()
 		if err != nil {
 			e.log.Warn("watching the run's jobs", "run", run.ID, "err", err)
 		}
+		// Ended by this controller, but the store refused the record (a
+		// full disk): reported as it ended, or the run would never end.
+		e.unrecorded.Range(func(k, v any) bool {
+			if _, ok := idx[k.(int64)]; ok {
+				jobs = append(jobs, v.(store.NodeJob))
+				e.unrecorded.Delete(k)
+			}
+			return true
+		})
 		for _, j := range jobs {
 			i, ok := idx[j.ID]
 			if !ok {
 				continue
-			}
-			if j.State.Active() {
-				// Ended by this controller, but the store refused the
-				// record (a full disk): reported as it ended, or the run
-				// would never end.
-				v, ok := e.unrecorded.LoadAndDelete(j.ID)
-				if !ok {
-					continue
-				}
-				j = v.(store.NodeJob)
 			}
 			attached := subs[i].Attached && !subs[i].Resumed
 			results[i] = e.result(nodes[i], j, attached, start)

@@ -28,7 +28,12 @@ func (j *journal) lastKick() *kick {
 // their verdicts. A record of an unknown step, or one that does not decode
 // into its step's typed record, stops the node (ReasonCorruptRecord).
 func (r *nodeRun) readJournal(ctx context.Context) (*journal, error) {
-	all, err := r.e.cfg.Store.Steps(ctx, r.job.ID)
+	var all []store.Step
+	err := r.untilLease(ctx, "read the step record", func(ctx context.Context) error {
+		var err error
+		all, err = r.e.cfg.Store.Steps(ctx, r.job.ID)
+		return err
+	})
 	if err != nil {
 		return nil, fail(ReasonStore, "", err, nil)
 	}

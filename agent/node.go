@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -134,7 +135,7 @@ func (e *Engine) work(w *Worker, job store.NodeJob, owner string, n inventory.No
 	ctx := w.ctx
 	pb, err := e.cfg.Playbooks.Get(n.Playbook)
 	if err != nil {
-		r.finish(ctx, ctx, fail(ReasonInternal, "", fmt.Errorf("this controller (%s) does not know the node's playbook: %w", w.id, err), nil))
+		r.finish(ctx, ctx, fail(ReasonInternal, "", fmt.Errorf("this controller (%s) does not know the node's playbook: %w", w.id, err), nil), func() {})
 		return
 	}
 	r.pb = pb
@@ -149,10 +150,12 @@ func (e *Engine) work(w *Worker, job store.NodeJob, owner string, n inventory.No
 		nctx, c2 = context.WithTimeoutCause(nctx, e.cfg.NodeTimeout, errNodeTimeout)
 		defer c2()
 	}
-	stopRenew := r.renewLease(nctx, cancel)
+	// The lease is renewed until the job's end is recorded (post-hooks
+	// run before it, and a slow store is waited for while it holds).
+	stopRenew := sync.OnceFunc(r.renewLease(nctx, cancel))
+	defer stopRenew()
 	runErr := r.run(nctx)
-	stopRenew()
-	r.finish(ctx, nctx, runErr)
+	r.finish(ctx, nctx, runErr, stopRenew)
 }
 
 // renewLease renews the job's lease every third of its TTL until stopped;
@@ -171,8 +174,11 @@ func (r *nodeRun) renewLease(ctx context.Context, cancel context.CancelCauseFunc
 				return
 			case <-t.C:
 			}
-			rctx, c := context.WithTimeout(context.WithoutCancel(ctx), ttl/3)
+			// A loaded store is waited for while the lease still holds
+			// (at least a third of it): giving up sooner only lets the
+			// lease run out.
 			asked := time.Now()
+			rctx, c := context.WithTimeout(context.WithoutCancel(ctx), max(ttl/3, time.Until(r.leaseEnd())))
 			err := r.e.cfg.Store.RenewLease(rctx, r.job.ID, r.owner, ttl)
 			c()
 			if err == nil {
@@ -333,9 +339,9 @@ func (r *nodeRun) run(ctx context.Context) error {
 
 // recordPath records on the job the path the node is now on.
 func (r *nodeRun) recordPath(ctx context.Context, p playbooks.Path) {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := r.e.cfg.Store.SetPath(sctx, r.job.ID, string(p)); err != nil {
+	if err := r.untilLease(context.WithoutCancel(ctx), "record the path", func(ctx context.Context) error {
+		return r.e.cfg.Store.SetPath(ctx, r.job.ID, string(p))
+	}); err != nil {
 		r.log.Warn("path not recorded on the job", "path", p, "err", err)
 	}
 }
@@ -415,7 +421,12 @@ func (r *nodeRun) boundary(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return r.stopErr(ctx)
 	}
-	stop, err := r.e.cfg.Store.StopRequested(ctx, r.job.ID)
+	var stop store.StopRequest
+	err := r.untilLease(ctx, "is a stop requested", func(ctx context.Context) error {
+		var err error
+		stop, err = r.e.cfg.Store.StopRequested(ctx, r.job.ID)
+		return err
+	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return r.stopErr(ctx)
@@ -458,8 +469,13 @@ func (r *nodeRun) step(ctx context.Context, name string, intent any, act func() 
 			return err
 		}
 	}
-	in, err := r.e.cfg.Store.RecordStep(ctx, store.Step{JobID: r.job.ID, Name: name, Phase: store.PhaseIntent,
-		Detail: mustJSON(intent), Owner: r.owner})
+	var in store.Step
+	err := r.untilLease(ctx, "record the intent of "+name, func(ctx context.Context) error {
+		var err error
+		in, err = r.e.cfg.Store.RecordStep(ctx, store.Step{JobID: r.job.ID, Name: name, Phase: store.PhaseIntent,
+			Detail: mustJSON(intent), Owner: r.owner})
+		return err
+	})
 	switch {
 	case errors.Is(err, store.ErrLeaseLost), errors.Is(err, store.ErrNotActive):
 		return errLeaseLost
@@ -504,10 +520,14 @@ func (r *nodeRun) step(ctx context.Context, name string, intent any, act func() 
 	if w, ok := out.(*waitOutcome); ok && w.Verdict != "" {
 		note = w.Verdict
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if _, err := r.e.cfg.Store.RecordStep(rctx, store.Step{Phase: store.PhaseOutcome, IntentID: in.ID, Result: result,
-		Detail: mustJSON(out), Owner: r.owner}); err != nil {
+	// The act is done: its outcome is recorded whatever the state of
+	// ctx, waiting for a slow store while the lease holds.
+	err = r.untilLease(context.WithoutCancel(ctx), "record the outcome of "+name, func(ctx context.Context) error {
+		_, err := r.e.cfg.Store.RecordStep(ctx, store.Step{Phase: store.PhaseOutcome, IntentID: in.ID, Result: result,
+			Detail: mustJSON(out), Owner: r.owner})
+		return err
+	})
+	if err != nil {
 		// The act's result stands (it is never repeated); the intent stays
 		// unsettled for the next job to settle by looking. The node stops
 		// here: a controller that cannot record does not go on acting.
@@ -532,13 +552,20 @@ func (r *nodeRun) crash(step, phase string) bool {
 // mark records a step that is a fact rather than an act (intent and
 // outcome at once), whatever the state of ctx.
 func (r *nodeRun) mark(ctx context.Context, name string, rec markRecord) {
-	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
+	mctx := context.WithoutCancel(ctx)
 	rec.V = recordVersion
-	in, err := r.e.cfg.Store.RecordStep(mctx, store.Step{JobID: r.job.ID, Name: name, Phase: store.PhaseIntent, Owner: r.owner, Detail: mustJSON(rec)})
+	var in store.Step
+	err := r.untilLease(mctx, "record "+name, func(ctx context.Context) error {
+		var err error
+		in, err = r.e.cfg.Store.RecordStep(ctx, store.Step{JobID: r.job.ID, Name: name, Phase: store.PhaseIntent, Owner: r.owner, Detail: mustJSON(rec)})
+		return err
+	})
 	if err == nil {
-		_, err = r.e.cfg.Store.RecordStep(mctx, store.Step{Phase: store.PhaseOutcome, IntentID: in.ID, Result: store.ResultOK,
-			Detail: mustJSON(&markOutcome{outcomeBase{V: recordVersion}}), Owner: r.owner})
+		err = r.untilLease(mctx, "record "+name, func(ctx context.Context) error {
+			_, err := r.e.cfg.Store.RecordStep(ctx, store.Step{Phase: store.PhaseOutcome, IntentID: in.ID, Result: store.ResultOK,
+				Detail: mustJSON(&markOutcome{outcomeBase{V: recordVersion}}), Owner: r.owner})
+			return err
+		})
 	}
 	if err != nil {
 		r.log.Warn("step not recorded", "step", name, "err", err)
@@ -566,6 +593,22 @@ func (r *nodeRun) coverage(ctx context.Context, kickAt time.Time) (watched strin
 // the running OS is the inventory's node (boot id recorded). It changes
 // nothing.
 func (r *nodeRun) precheck(ctx context.Context) error {
+	// What was learned about the node and its model does not change during
+	// the job: read once, before the precheck's own time starts, waiting
+	// for a slow store while the lease holds. A store that cannot say
+	// stops the node (its path order depends on it): never a guess.
+	var quirks, modelQuirks []store.Quirk
+	err := r.untilLease(ctx, "read the node's quirks", func(ctx context.Context) error {
+		var err error
+		quirks, modelQuirks, err = r.e.cfg.Store.QuirksOf(ctx, r.n.Name, r.n.Labels[ModelLabel])
+		return err
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return r.stopErr(ctx)
+		}
+		return fail(ReasonStore, StepPrecheck, err, nil)
+	}
 	intent := &precheckIntent{V: recordVersion, Playbook: r.pb.Name, Paths: r.pb.Paths}
 	return r.step(ctx, StepPrecheck, intent, func() (outcome, string, error) {
 		actx, cancel := context.WithTimeout(ctx, r.pb.Timeouts.Precheck)
@@ -619,10 +662,6 @@ func (r *nodeRun) precheck(ctx context.Context) error {
 			}
 		}
 
-		quirks, err := r.e.cfg.Store.Quirks(actx, r.n.Name)
-		if err != nil {
-			return d, "", fail(ReasonStore, StepPrecheck, err, nil)
-		}
 		for _, q := range quirks {
 			if q.Quirk == store.QuirkIgnoresOOBPXE {
 				r.inbandQ = true
@@ -630,13 +669,11 @@ func (r *nodeRun) precheck(ctx context.Context) error {
 			}
 		}
 		if model := r.n.Labels[ModelLabel]; model != "" && !r.inbandQ {
-			if mq, err := r.e.cfg.Store.ModelQuirks(actx, model); err == nil {
-				for _, q := range mq {
-					if q.Quirk == store.QuirkIgnoresOOBPXE && q.Node != r.n.Name {
-						r.rep.Proposal = fmt.Sprintf("model %s ignores the out-of-band PXE override (learned on %s): consider playbook hp-dl360-g7 for it", model, q.Node)
-						d.Proposal = r.rep.Proposal
-						break
-					}
+			for _, q := range modelQuirks {
+				if q.Quirk == store.QuirkIgnoresOOBPXE {
+					r.rep.Proposal = fmt.Sprintf("model %s ignores the out-of-band PXE override (learned on %s): consider playbook hp-dl360-g7 for it", model, q.Node)
+					d.Proposal = r.rep.Proposal
+					break
 				}
 			}
 		}
@@ -800,6 +837,7 @@ func (r *nodeRun) session(conn SSHConn) (*inband.Session, error) {
 		Audit:       r.e.cfg.Audit,
 		Logger:      r.e.log,
 		AgentBinary: r.e.cfg.AgentBinary,
+		AgentFiles:  r.e.agentFiles,
 		Layout:      r.e.layout(r.n),
 		RebootDelay: r.e.cfg.RebootDelay,
 		UnitTimeout: r.pb.Timeouts.Inband,
@@ -917,11 +955,11 @@ func (r *nodeRun) learnQuirk(ctx context.Context, v *verdict) {
 		// Without a baseline boot id the evidence is too weak to learn from.
 		return
 	}
-	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
 	q := store.Quirk{Node: r.n.Name, Model: r.n.Labels[ModelLabel], Quirk: store.QuirkIgnoresOOBPXE,
 		Evidence: mustJSON(&v.evidence), RunID: r.job.RunID}
-	if err := r.e.cfg.Store.LearnQuirk(lctx, q); err != nil {
+	if err := r.untilLease(context.WithoutCancel(ctx), "record a learned quirk", func(ctx context.Context) error {
+		return r.e.cfg.Store.LearnQuirk(ctx, q)
+	}); err != nil {
 		r.log.Warn("quirk not recorded", "quirk", q.Quirk, "err", err)
 		return
 	}
@@ -933,7 +971,8 @@ func (r *nodeRun) learnQuirk(ctx context.Context, v *verdict) {
 // with its reason and evidence (what the run's report is built from); a
 // node stopped by its worker's stop is handed back to the shared queue
 // instead, and a node whose lease was lost is left to its new owner.
-func (r *nodeRun) finish(ctx, nctx context.Context, runErr error) {
+// stopRenew stops the lease's renewal: right before the end is recorded.
+func (r *nodeRun) finish(ctx, nctx context.Context, runErr error, stopRenew func()) {
 	rep := r.rep
 	rep.Path = string(r.lastPath)
 	f := store.Finish{Owner: r.owner}
@@ -946,15 +985,18 @@ func (r *nodeRun) finish(ctx, nctx context.Context, runErr error) {
 		f.State = store.JobLanded
 		r.postHooks(ctx, "landed", "")
 	case errors.Is(runErr, errLeaseLost):
+		stopRenew()
 		r.log.Warn("lease lost: another controller continues the node's job")
 		return
 	case errors.Is(runErr, errCrashed):
+		stopRenew()
 		r.log.Warn("stopped dead at a test crash point: nothing more recorded")
 		return
 	case errors.Is(runErr, errHandover):
 		// Hand over at this step boundary: a new generation on the shared
 		// queue, continued by another controller from the step record.
 		r.mark(sctx, StepHandedOver, markRecord{AtStep: r.lastStep, Controller: r.w.id})
+		stopRenew()
 		if j, err := r.w.q.Release(sctx, r.job.ID, r.owner); err != nil {
 			r.log.Warn("the job could not be handed over; its lease expires and another controller takes it over", "err", err)
 		} else {
@@ -1008,7 +1050,13 @@ func (r *nodeRun) finish(ctx, nctx context.Context, runErr error) {
 		ev[HoldUntilKey] = holdUntil.UTC().Format(time.RFC3339Nano)
 	}
 	f.Evidence = mustJSON(ev)
-	job, err := r.e.cfg.Store.FinishNode(sctx, r.job.ID, f)
+	stopRenew()
+	var job store.NodeJob
+	err := r.untilLease(context.WithoutCancel(ctx), "record the job's end", func(ctx context.Context) error {
+		var err error
+		job, err = r.e.cfg.Store.FinishNode(ctx, r.job.ID, f)
+		return err
+	})
 	if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotActive) {
 		// Another controller holds the job now: it settles the node by
 		// looking (a landing is recorded there) and ends it.

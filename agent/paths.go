@@ -137,12 +137,14 @@ func (r *nodeRun) oob(ctx context.Context) (*kick, error) {
 	var at time.Time
 	unknown := false
 	err = r.step(ctx, StepPower, &powerIntent{V: recordVersion, PowerAction: r.pb.PowerAction}, func() (outcome, string, error) {
-		actx, cancel := actCtx(ctx, r.pb.Timeouts.Power)
-		defer cancel()
 		out := &powerOutcome{}
-		if err := r.armLanding(actx); err != nil {
+		// Armed before the power action's own time starts: a slow store
+		// delays the act, it does not eat the BMC's time.
+		if err := r.armLanding(ctx); err != nil {
 			return out, "", err
 		}
+		actx, cancel := actCtx(ctx, r.pb.Timeouts.Power)
+		defer cancel()
 		if err := r.withBMC(actx, &c, func(context.Context, bmc.Client) error { return nil }); err != nil {
 			return out, "", cannot("the BMC cannot be reached: %v", err)
 		}
@@ -179,29 +181,19 @@ func (r *nodeRun) armLanding(ctx context.Context) error {
 	if r.e.cfg.ArmLanding == nil {
 		return nil
 	}
-	// A store that does not answer in time (a loaded one) is asked again
-	// until the act's own deadline: arming checks the lease, so a late
-	// success still proves this worker holds the job.
-	deadline := time.Now().Add(r.e.cfg.LeaseTTL / 3)
-	if dl, ok := ctx.Deadline(); ok && dl.After(deadline) {
-		deadline = dl
+	// A store that does not answer in time (a loaded one) is waited for
+	// while the lease holds: arming checks the lease, so a late success
+	// still proves this worker holds the job.
+	err := r.untilLease(context.WithoutCancel(ctx), "arm the landing", func(ctx context.Context) error {
+		return r.e.cfg.ArmLanding(ctx, r.job.ID, r.owner)
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotActive):
+		return errLeaseLost
 	}
-	for {
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.e.cfg.LeaseTTL/3)
-		err := r.e.cfg.ArmLanding(actx, r.job.ID, r.owner)
-		cancel()
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotActive):
-			return errLeaseLost
-		case time.Until(deadline) > 2*time.Second:
-			r.log.Warn("the landing could not be armed; asking the store again", "err", err)
-			time.Sleep(time.Second)
-			continue
-		}
-		return fail(ReasonStore, r.lastStep, fmt.Errorf("the landing could not be armed, so the node is not made to boot: %w", err), nil)
-	}
+	return fail(ReasonStore, r.lastStep, fmt.Errorf("the landing could not be armed, so the node is not made to boot: %w", err), nil)
 }
 
 // powerKick carries out a power action that makes the node boot: the
@@ -414,10 +406,11 @@ func (r *nodeRun) recordSectors(ctx context.Context, res *inband.Result) {
 	for _, rg := range saved.Ranges {
 		size += rg.Length
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if _, err := r.e.cfg.Store.SaveSectorRecord(sctx, store.SectorRecord{Node: r.n.Name, RunID: r.job.RunID, JobID: r.job.ID,
-		Device: saved.Disk, Path: res.SavedFile, SHA256: saved.SHA256, Size: size}); err != nil {
+	if err := r.untilLease(context.WithoutCancel(ctx), "record the saved boot sector", func(ctx context.Context) error {
+		_, err := r.e.cfg.Store.SaveSectorRecord(ctx, store.SectorRecord{Node: r.n.Name, RunID: r.job.RunID, JobID: r.job.ID,
+			Device: saved.Disk, Path: res.SavedFile, SHA256: saved.SHA256, Size: size})
+		return err
+	}); err != nil {
 		r.log.Warn("saved boot sector not recorded in the store", "err", err)
 	}
 }
@@ -464,25 +457,41 @@ func (r *nodeRun) waitLoop(ctx context.Context, k *kick, deadline time.Time) (*v
 	probed := false
 	rebootBy := k.at.Add(r.pb.Timeouts.Reboot)
 	consumed := false
-	for {
-		job, err := r.e.cfg.Store.NodeJob(ctx, r.job.ID)
-		if err == nil {
-			if job.LandingSource.Proof() {
-				ev.Landing = string(job.LandingSource)
-				at := job.LandedAt
-				ev.LandedAt = &at
-				r.rep.Landing = job.LandingSource
-				return &verdict{kind: VerdictLanded, evidence: ev}, nil
-			}
-			if !job.State.Active() || job.Owner != r.owner {
-				return nil, errLeaseLost
-			}
-			if !job.CancelRequested.IsZero() {
-				return nil, errCancelled
-			}
+	// The job is read by the engine's poller, with every other waiting
+	// node's, once per poll interval.
+	jobs, unsubscribe := r.e.jobs.subscribe(r.job.ID)
+	defer unsubscribe()
+	// seen judges a reading of the job: landed (the proof), or a reason to
+	// stop; nil goes on waiting.
+	seen := func(w store.WatchedJob) (*verdict, error) {
+		job := w.Job
+		if job.LandingSource.Proof() {
+			ev.Landing = string(job.LandingSource)
+			at := job.LandedAt
+			ev.LandedAt = &at
+			r.rep.Landing = job.LandingSource
+			return &verdict{kind: VerdictLanded, evidence: ev}, nil
 		}
-		if stop, err := r.e.cfg.Store.StopRequested(ctx, r.job.ID); err == nil && stop != store.StopNone {
-			return nil, stopError(stop)
+		if !job.State.Active() || job.Owner != r.owner {
+			return nil, errLeaseLost
+		}
+		if !job.CancelRequested.IsZero() {
+			return nil, errCancelled
+		}
+		if w.Stop != store.StopNone {
+			return nil, stopError(w.Stop)
+		}
+		return nil, nil
+	}
+	for {
+		// A reading that came in while probing is judged before the next
+		// probe: a landing wins over what a probe would say.
+		select {
+		case w := <-jobs:
+			if v, err := seen(w); v != nil || err != nil {
+				return v, err
+			}
+		default:
 		}
 		now := time.Now()
 		if !now.Before(nextBMC) {
@@ -535,12 +544,35 @@ func (r *nodeRun) waitLoop(ctx context.Context, k *kick, deadline time.Time) (*v
 			}
 		}
 		if now.After(deadline) && (probed || r.n.SSH.Address == "") {
+			// A last look of its own: a landing recorded since the
+			// poller's last reading counts.
+			var ws []store.WatchedJob
+			err := r.untilLease(ctx, "read the job's landing", func(ctx context.Context) error {
+				var err error
+				ws, err = r.e.cfg.Store.WatchJobs(ctx, []int64{r.job.ID})
+				return err
+			})
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, r.stopErr(ctx)
+				}
+				return nil, fail(ReasonStore, StepWaitLanding, fmt.Errorf("the wait's time is up, but whether the node landed could not be read: %w", err), nil)
+			}
+			if len(ws) == 1 {
+				if v, err := seen(ws[0]); v != nil || err != nil {
+					return v, err
+				}
+			}
 			ev.OverrideConsumed = consumed
 			return &verdict{kind: VerdictTimeout, evidence: ev}, nil
 		}
 		select {
 		case <-ctx.Done():
 			return nil, r.stopErr(ctx)
+		case w := <-jobs:
+			if v, err := seen(w); v != nil || err != nil {
+				return v, err
+			}
 		case <-poll.C:
 		}
 	}

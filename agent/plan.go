@@ -140,7 +140,7 @@ func (e *Engine) Plan(ctx context.Context, n inventory.Node, o PlanOptions) (*No
 	p.BMC.Protocol = protocol
 
 	var ip *inband.Plan
-	cfg := inband.Config{StateDir: e.cfg.StateDir, Run: "RUN", AgentBinary: e.cfg.AgentBinary, Layout: e.layout(n),
+	cfg := inband.Config{StateDir: e.cfg.StateDir, Run: "RUN", AgentBinary: e.cfg.AgentBinary, AgentFiles: e.agentFiles, Layout: e.layout(n),
 		RebootDelay: e.cfg.RebootDelay, Wipe: wipePolicy(pb)}
 	switch {
 	case n.SSH.Address == "":
@@ -527,7 +527,7 @@ func (e *Engine) Restore(ctx context.Context, n inventory.Node, file string, for
 	}
 	defer conn.Close()
 	sess, err := inband.NewSession(n, conn, inband.Config{StateDir: e.cfg.StateDir, Audit: e.cfg.Audit, Logger: e.log,
-		AgentBinary: e.cfg.AgentBinary, Layout: e.layout(n)})
+		AgentBinary: e.cfg.AgentBinary, AgentFiles: e.agentFiles, Layout: e.layout(n)})
 	if err != nil {
 		return nil, err
 	}

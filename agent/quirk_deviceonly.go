@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"time"
 
 	"github.com/reprov/reprov/agent/store"
 )
@@ -14,11 +13,11 @@ import (
 // The reason of the failed path says so already; a store that cannot
 // record it only loses the advice.
 func (r *nodeRun) learnDeviceOnly(ctx context.Context, cause error) {
-	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
 	q := store.Quirk{Node: r.n.Name, Model: r.n.Labels[ModelLabel], Quirk: store.QuirkDeviceOnlyBMC,
 		Evidence: mustJSON(map[string]any{"step": StepOOBBoot, "bmc": r.n.BMC.Address, "error": cause.Error()}), RunID: r.job.RunID}
-	if err := r.e.cfg.Store.LearnQuirk(lctx, q); err != nil {
+	if err := r.untilLease(context.WithoutCancel(ctx), "record a learned quirk", func(ctx context.Context) error {
+		return r.e.cfg.Store.LearnQuirk(ctx, q)
+	}); err != nil {
 		r.log.Warn("quirk not recorded", "quirk", q.Quirk, "err", err)
 		return
 	}

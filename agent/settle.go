@@ -18,7 +18,12 @@ import (
 // node, never by repeating the act (docs/architecture.md, "Settling by
 // looking"). Each step's way of looking is in the step table.
 func (r *nodeRun) settle(ctx context.Context) error {
-	open, err := r.e.cfg.Store.UnsettledSteps(ctx, r.n.Name)
+	var open []store.Step
+	err := r.untilLease(ctx, "read the unsettled steps", func(ctx context.Context) error {
+		var err error
+		open, err = r.e.cfg.Store.UnsettledSteps(ctx, r.n.Name)
+		return err
+	})
 	if err != nil {
 		return fail(ReasonStore, "", err, nil)
 	}
@@ -42,7 +47,10 @@ func (r *nodeRun) settle(ctx context.Context) error {
 			b.Settled = &settlement{Seen: seenDefault}
 		}
 		b.Settled.ByJob = r.job.ID
-		_, err := r.e.cfg.Store.RecordStep(ctx, store.Step{Phase: store.PhaseOutcome, IntentID: s.ID, Result: result, Detail: mustJSON(out), Owner: r.owner})
+		err := r.untilLease(ctx, "record a settled outcome", func(ctx context.Context) error {
+			_, err := r.e.cfg.Store.RecordStep(ctx, store.Step{Phase: store.PhaseOutcome, IntentID: s.ID, Result: result, Detail: mustJSON(out), Owner: r.owner})
+			return err
+		})
 		if err != nil && !errors.Is(err, store.ErrAlreadySettled) {
 			return fail(ReasonStore, s.Name, err, nil)
 		}

@@ -96,6 +96,10 @@ type Config struct {
 	// AgentBinary is the reprov-agent binary to push (agent mode push):
 	// a Linux build for the node's architecture. Empty: FindAgentBinary.
 	AgentBinary string
+	// AgentFiles, when set, keeps the agent binaries read once and shared
+	// by every session given the same one (nil: each session reads its
+	// own copy).
+	AgentFiles *AgentFiles
 	// Layout makes the commands path — and, in push mode, the read-only
 	// commands of Plan — act on a lab or test stand-in node (see
 	// host.Layout). Always nil for real nodes.

@@ -281,18 +281,12 @@ func (p *pushStepper) ensure(ctx context.Context) error {
 			return fmt.Errorf("node %s: %w", s.node.Name, err)
 		}
 	}
-	bin, err := os.ReadFile(binPath)
+	bin, want, machine, err := s.cfg.AgentFiles.read(binPath)
 	if err != nil {
-		return fmt.Errorf("node %s: read agent binary: %w", s.node.Name, err)
+		return fmt.Errorf("node %s: %w", s.node.Name, err)
 	}
-	sum := sha256.Sum256(bin)
-	want := hex.EncodeToString(sum[:])
-	ef, err := elf.NewFile(bytes.NewReader(bin))
-	if err != nil {
-		return fmt.Errorf("node %s: agent binary %s is not a Linux ELF executable: %w", s.node.Name, binPath, err)
-	}
-	if m, ok := unameArch[arch]; ok && m != ef.Machine {
-		return fmt.Errorf("node %s: the node is %s, the agent binary %s is built for %s", s.node.Name, arch, binPath, ef.Machine)
+	if m, ok := unameArch[arch]; ok && m != machine {
+		return fmt.Errorf("node %s: the node is %s, the agent binary %s is built for %s", s.node.Name, arch, binPath, machine)
 	}
 
 	return s.audited(ctx, ActionPushAgent, false, map[string]any{"binary": binPath, "sha256": want, "bytes": len(bin)},

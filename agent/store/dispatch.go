@@ -494,6 +494,84 @@ func (s *Store) StopRequested(ctx context.Context, jobID int64) (StopRequest, er
 	return StopNone, nil
 }
 
+// idChunk is how many job IDs one query names (SQLite's default limit
+// of bound parameters is far above it).
+const idChunk = 500
+
+// inIDs calls fn with each chunk of ids as query arguments and the
+// matching "?, ?, …" list.
+func inIDs(ids []int64, fn func(list string, args []any) error) error {
+	for start := 0; start < len(ids); start += idChunk {
+		part := ids[start:min(start+idChunk, len(ids))]
+		args := make([]any, len(part))
+		for i, id := range part {
+			args[i] = id
+		}
+		if err := fn(strings.TrimSuffix(strings.Repeat("?, ", len(part)), ", "), args); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WatchedJob is a job as a worker waiting for its node's landing sees it:
+// the job, and whether its worker must stop (StopRequested's answer).
+type WatchedJob struct {
+	Job  NodeJob
+	Stop StopRequest
+}
+
+// WatchJobs reads the jobs with the given IDs and their stop requests
+// (missing ones are left out): for every node waiting for its landing,
+// one query per chunk of IDs instead of two per node.
+func (s *Store) WatchJobs(ctx context.Context, ids []int64) ([]WatchedJob, error) {
+	var out []WatchedJob
+	err := inIDs(ids, func(list string, args []any) error {
+		rs, err := s.q().query(ctx, `SELECT `+jobCols("j.")+`, r.state FROM reprov_node_job j
+			JOIN reprov_run r ON r.id = j.run_id WHERE j.id IN (`+list+`)`, args...)
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
+		for rs.Next() {
+			var runState string
+			j, err := scanJob(extraRow{rs, []any{&runState}})
+			if err != nil {
+				return err
+			}
+			w := WatchedJob{Job: j}
+			switch {
+			case !j.State.Active():
+				w.Stop = StopInactive
+			case !j.CancelRequested.IsZero():
+				w.Stop = StopCancelled
+			case RunState(runState) == RunInterrupted || RunState(runState) == RunCancelled:
+				w.Stop = StopRun
+			}
+			out = append(out, w)
+		}
+		return rs.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watch %d jobs: %w", len(ids), err)
+	}
+	return out, nil
+}
+
+// EndedJobsByID returns those of the jobs with the given IDs that have
+// ended (any order): what a run's watch reads, without reading back every
+// job still under way.
+func (s *Store) EndedJobsByID(ctx context.Context, ids []int64) ([]NodeJob, error) {
+	var out []NodeJob
+	err := inIDs(ids, func(list string, args []any) error {
+		js, err := s.listJobs(ctx, `SELECT `+jobCols("")+` FROM reprov_node_job WHERE id IN (`+list+`)
+			AND state NOT IN `+activeStates, args...)
+		out = append(out, js...)
+		return err
+	})
+	return out, err
+}
+
 // JobsByID returns the jobs with the given IDs (any order; missing ones
 // are left out).
 func (s *Store) JobsByID(ctx context.Context, ids []int64) ([]NodeJob, error) {

@@ -47,6 +47,24 @@ func (s *Store) Quirks(ctx context.Context, node string) ([]Quirk, error) {
 	return out, nil
 }
 
+// QuirksOf returns, in one read, the quirks learned about node and those
+// learned about other nodes of model ("" reads none of those): what a
+// node's job reads once before its precheck.
+func (s *Store) QuirksOf(ctx context.Context, node, model string) (own, ofModel []Quirk, err error) {
+	all, err := s.listQuirks(ctx, `WHERE node = ? OR (? <> '' AND model = ?) ORDER BY node, quirk`, node, model, model)
+	if err != nil {
+		return nil, nil, fmt.Errorf("quirks of node %s: %w", node, err)
+	}
+	for _, q := range all {
+		if q.Node == node {
+			own = append(own, q)
+		} else {
+			ofModel = append(ofModel, q)
+		}
+	}
+	return own, ofModel, nil
+}
+
 // ModelQuirks returns the quirks learned on any node of the given model,
 // by node then name.
 func (s *Store) ModelQuirks(ctx context.Context, model string) ([]Quirk, error) {
