@@ -3,18 +3,14 @@ package agent_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/reprov/reprov/agent"
-	"github.com/reprov/reprov/agent/audit"
 	"github.com/reprov/reprov/agent/fleet"
 	labfleet "github.com/reprov/reprov/lab/fleet"
-	"github.com/reprov/reprov/playbooks"
 )
 
 // BenchmarkEscalationLatency measures how long after a board that ignored
@@ -87,29 +83,13 @@ func escalationLatencies(b *testing.B, n int, probe func(*agent.Config)) []time.
 		})
 	}
 
-	stateDir := filepath.Join(b.TempDir(), "state")
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		b.Fatal(err)
+	c := newBenchController(b, lab)
+	for i := range c.inv {
+		c.inv[i].Playbook = "default" // the playbook that escalates
 	}
-	st := openStore(b, "sqlite://"+filepath.Join(stateDir, "reprov.db"))
-	pbs, err := playbooks.LoadFS(playbooks.BuiltinFS())
-	if err != nil {
-		b.Fatal(err)
-	}
-	auditPath := filepath.Join(stateDir, "audit.jsonl")
-	al, err := audit.Open(auditPath, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer al.Close()
-	inv := lab.Inventory().Nodes
-	for i := range inv {
-		inv[i].Playbook = "default" // the playbook that escalates
-	}
-	serveLanding(b, st, pbs, inv, lab.LandingListen(), lab.LandingURL())
 	noticed := map[string]time.Time{}
 	cfg := agent.Config{
-		Store: st, Playbooks: pbs, Inventory: inv, StateDir: stateDir, Audit: al, AuditPath: auditPath,
+		Store: c.st, Playbooks: c.pbs, Inventory: c.inv, StateDir: c.stateDir, Audit: c.audit, AuditPath: c.auditPath,
 		AgentBinary: agentStub(b), RebootDelay: 100 * time.Millisecond,
 		Events: func(ev agent.Event) {
 			if ev.Step == "wait_landing" && ev.Phase == "outcome" {
@@ -126,7 +106,7 @@ func escalationLatencies(b *testing.B, n int, probe func(*agent.Config)) []time.
 	if err != nil {
 		b.Fatal(err)
 	}
-	rep, err := e.Reinstall(ctx, inv, agent.RunOptions{MaxParallel: n, Selection: "--all"})
+	rep, err := e.Reinstall(ctx, c.inv, agent.RunOptions{MaxParallel: n, Selection: "--all"})
 	if err != nil {
 		b.Fatal(err)
 	}

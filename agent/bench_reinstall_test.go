@@ -16,6 +16,8 @@ import (
 	"github.com/reprov/reprov/agent"
 	"github.com/reprov/reprov/agent/audit"
 	"github.com/reprov/reprov/agent/fleet"
+	"github.com/reprov/reprov/agent/store"
+	"github.com/reprov/reprov/inventory"
 	labfleet "github.com/reprov/reprov/lab/fleet"
 	"github.com/reprov/reprov/playbooks"
 )
@@ -65,27 +67,9 @@ func reinstallFleet(b *testing.B, nodes int, bootDelay time.Duration, maxParalle
 		b.Fatal(err)
 	}
 	defer lab.Close()
-	stateDir := filepath.Join(b.TempDir(), "state")
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		b.Fatal(err)
-	}
-	st := openStore(b, "sqlite://"+filepath.Join(stateDir, "reprov.db"))
-	// The built-in playbooks, with their site timeouts (minutes): a
-	// loaded controller is slow, not failed.
-	pbs, err := playbooks.LoadFS(playbooks.BuiltinFS())
-	if err != nil {
-		b.Fatal(err)
-	}
-	auditPath := filepath.Join(stateDir, "audit.jsonl")
-	al, err := audit.Open(auditPath, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer al.Close()
-	inv := lab.Inventory().Nodes
-	serveLanding(b, st, pbs, inv, lab.LandingListen(), lab.LandingURL())
+	c := newBenchController(b, lab)
 	e, err := agent.New(agent.Config{
-		Store: st, Playbooks: pbs, Inventory: inv, StateDir: stateDir, Audit: al, AuditPath: auditPath,
+		Store: c.st, Playbooks: c.pbs, Inventory: c.inv, StateDir: c.stateDir, Audit: c.audit, AuditPath: c.auditPath,
 		LeaseTTL: 30 * time.Second, PollInterval: 250 * time.Millisecond, ProbeInterval: 2 * time.Second,
 		ProbeTimeout: 3 * time.Second, AgentBinary: agentStub(b), RebootDelay: 100 * time.Millisecond,
 	})
@@ -137,18 +121,18 @@ func reinstallFleet(b *testing.B, nodes int, bootDelay time.Duration, maxParalle
 	}()
 
 	start := time.Now()
-	rep, err := e.Reinstall(ctx, inv, agent.RunOptions{MaxParallel: maxParallel, PerRack: perRack, Selection: "--all"})
+	rep, err := e.Reinstall(ctx, c.inv, agent.RunOptions{MaxParallel: maxParallel, PerRack: perRack, Selection: "--all"})
 	wall := time.Since(start)
 	close(stop)
 	<-sampled
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := fleet.Count(rep.Results)
-	if c.OK == 0 {
-		b.Fatalf("no node reinstalled: %+v", c)
+	counts := fleet.Count(rep.Results)
+	if counts.OK == 0 {
+		b.Fatalf("no node reinstalled: %+v", counts)
 	}
-	if c.OK != nodes {
+	if counts.OK != nodes {
 		// Reported, not fatal: what fails at scale is the finding.
 		reasons := map[string]int{}
 		for _, r := range rep.Results {
@@ -156,7 +140,7 @@ func reinstallFleet(b *testing.B, nodes int, bootDelay time.Duration, maxParalle
 				reasons[r.Reason]++
 			}
 		}
-		b.Logf("%d of %d nodes reinstalled; the others: %v", c.OK, nodes, reasons)
+		b.Logf("%d of %d nodes reinstalled; the others: %v", counts.OK, nodes, reasons)
 	}
 	if profPath != "" && peakProfile != nil {
 		if err := os.WriteFile(profPath, peakProfile, 0o644); err != nil {
@@ -184,7 +168,41 @@ func reinstallFleet(b *testing.B, nodes int, bootDelay time.Duration, maxParalle
 	b.ReportMetric(maxRSS/float64(nodes), "RSS-B/node")
 	b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MiB")
 	b.ReportMetric(float64(labHeap)/(1<<20), "lab-heap-MiB")
-	b.ReportMetric(float64(nodes-c.OK), "failed-nodes")
+	b.ReportMetric(float64(nodes-counts.OK), "failed-nodes")
 	b.ReportMetric(float64(peakG-g0)/float64(nodes), "goroutines/node")
 	b.ReportMetric(float64(peakG-gLab)/float64(nodes), "engine-goroutines/node")
+}
+
+// benchController is what a benchmark's engine runs on: a SQLite store in
+// a fresh state dir, the built-in playbooks with their site timeouts (a
+// loaded controller is slow, not failed), an audit log, and a landing
+// endpoint for the lab's inventory (inv, which the benchmark may adjust
+// before it builds its engine).
+type benchController struct {
+	stateDir, auditPath string
+	st                  *store.Store
+	pbs                 *playbooks.Set
+	audit               *audit.Log
+	inv                 []inventory.Node
+}
+
+func newBenchController(b *testing.B, lab *labfleet.Lab) *benchController {
+	b.Helper()
+	c := &benchController{stateDir: filepath.Join(b.TempDir(), "state")}
+	if err := os.MkdirAll(c.stateDir, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	c.st = openStore(b, "sqlite://"+filepath.Join(c.stateDir, "reprov.db"))
+	var err error
+	if c.pbs, err = playbooks.LoadFS(playbooks.BuiltinFS()); err != nil {
+		b.Fatal(err)
+	}
+	c.auditPath = filepath.Join(c.stateDir, "audit.jsonl")
+	if c.audit, err = audit.Open(c.auditPath, ""); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.audit.Close() })
+	c.inv = lab.Inventory().Nodes
+	serveLanding(b, c.st, c.pbs, c.inv, lab.LandingListen(), lab.LandingURL())
+	return c
 }
