@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,23 +17,16 @@ import (
 
 // TestPlanHasNoSideEffects: plan mode loads no kernel module, writes
 // nothing, and — in push mode too — copies no agent to the node: it reads
-// it with read-only POSIX commands through the real sshd, and the node's
-// filesystem (here this machine's temporary directories, where a push
-// would land) is as it was.
+// it with read-only POSIX commands through the real sshd: every command
+// it sent is checked (no mkdir, no write, no agent). The node here is this
+// machine, whose temporary directories other tests of the package push
+// agents into at the same time, so they are not compared (CI failed on
+// that race).
 func TestPlanHasNoSideEffects(t *testing.T) {
 	for _, mode := range []string{inband.ModePush, inband.ModeCommands} {
 		t.Run(mode, func(t *testing.T) {
 			// No /dev/ipmi0: reading the BMC address would want modprobe.
 			r := newRig(t, rigOpts{mode: mode, fixture: func(n *fixture.Node) { n.IPMIDevice = false }})
-			agentDirs := func() []string {
-				var all []string
-				for _, base := range []string{"/tmp", "/var/tmp", "/dev/shm", "/run"} {
-					m, _ := filepath.Glob(filepath.Join(base, "reprov-agent-*"))
-					all = append(all, m...)
-				}
-				return all
-			}
-			before := agentDirs()
 			spy := &spyConn{inner: r.dial()}
 			s := r.session(spy)
 			p, err := s.Plan(context.Background())
@@ -74,9 +66,6 @@ func TestPlanHasNoSideEffects(t *testing.T) {
 				if len(steps) == 0 || steps[0] != "push-agent" {
 					t.Errorf("push-mode plan steps %v, want push-agent first", steps)
 				}
-			}
-			if after := agentDirs(); !slices.Equal(before, after) {
-				t.Errorf("plan left agent directories on the node: before %v, after %v", before, after)
 			}
 			log := r.layout.ModprobeLog
 			if log == "" {
