@@ -14,7 +14,7 @@ import (
 // request to the BMC, and so does every call of the client it returns.
 func (e *Engine) openBMC(ctx context.Context, n inventory.Node) (bmc.Client, error) {
 	start := time.Now()
-	c, det, err := fleet.OpenBMC(ctx, n, e.cfg.Limiter, e.log)
+	c, det, err := fleet.OpenBMC(ctx, n, e.cfg.Limiter, nil, e.log)
 	if e.obs == nil {
 		return c, err
 	}

@@ -424,7 +424,7 @@ func TestResumeSettlesByLooking(t *testing.T) {
 
 func openBMC(t *testing.T, n inventory.Node) bmc.Client {
 	t.Helper()
-	c, _, err := fleet.OpenBMC(context.Background(), n, nil, nil)
+	c, _, err := fleet.OpenBMC(context.Background(), n, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -183,7 +183,7 @@ func (e *Engine) Plan(ctx context.Context, n inventory.Node, o PlanOptions) (*No
 func (e *Engine) planRefusals(n inventory.Node, pb *playbooks.Playbook, o PlanOptions) []string {
 	var out []string
 	if n.BMC.Address != "" {
-		if _, err := fleet.EndpointFor(n); err != nil {
+		if _, err := fleet.EndpointFor(n, nil); err != nil {
 			out = append(out, bmcFailure(err).Error())
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 )
 
 // Secret is a credential reference: env:NAME, file:PATH or plain:LITERAL.
@@ -94,4 +95,38 @@ func expandHome(p string) string {
 		}
 	}
 	return p
+}
+
+// SecretCache resolves each reference once: a command over a fleet whose
+// nodes share one password file reads it once, not once per node. It is
+// safe for concurrent use; the zero value is ready. Keep one for no longer
+// than a run: a rotated file is read again by the next one.
+type SecretCache struct {
+	mu   sync.Mutex
+	vals map[string]resolvedSecret
+}
+
+type resolvedSecret struct {
+	val string
+	err error
+}
+
+// Resolve returns s.Resolve(), from the cache when s was resolved before.
+// A nil cache resolves every time. A failure is cached too: its error
+// names the reference, never a value.
+func (c *SecretCache) Resolve(s Secret) (string, error) {
+	if c == nil {
+		return s.Resolve()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.vals[s.ref]; ok {
+		return r.val, r.err
+	}
+	v, err := s.Resolve()
+	if c.vals == nil {
+		c.vals = make(map[string]resolvedSecret)
+	}
+	c.vals[s.ref] = resolvedSecret{v, err}
+	return v, err
 }

@@ -104,3 +104,48 @@ func TestNoSecretInOutput(t *testing.T) {
 		t.Errorf("too little output checked: %d", len(outputs))
 	}
 }
+
+// TestSecretCacheReadsOncePerRun: a run's cache reads a password file once
+// (a later change is not seen by that run, and is by the next run's
+// cache), caches a failure naming the reference only, and a nil cache
+// reads every time.
+func TestSecretCacheReadsOncePerRun(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "bmc.pw")
+	write := func(v string) {
+		t.Helper()
+		if err := os.WriteFile(pw, []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := NewSecret("file:" + pw)
+	write("first-7d2e")
+	run := &SecretCache{}
+	if v, err := run.Resolve(s); err != nil || v != "first-7d2e" {
+		t.Fatalf("Resolve = %q, %v; want first-7d2e", v, err)
+	}
+	write("second-44ab")
+	if v, _ := run.Resolve(s); v != "first-7d2e" {
+		t.Errorf("same run after the file changed: %q, want the value it read first", v)
+	}
+	if v, _ := (&SecretCache{}).Resolve(s); v != "second-44ab" {
+		t.Errorf("next run: %q, want second-44ab", v)
+	}
+	var none *SecretCache
+	if v, _ := none.Resolve(s); v != "second-44ab" {
+		t.Errorf("nil cache: %q, want second-44ab", v)
+	}
+
+	missing := NewSecret("file:" + filepath.Join(dir, "absent.pw"))
+	_, err1 := run.Resolve(missing)
+	if err := os.WriteFile(filepath.Join(dir, "absent.pw"), []byte("late-91f0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, err2 := run.Resolve(missing)
+	if err1 == nil || err2 == nil || v != "" {
+		t.Fatalf("missing file: %v, then %q, %v; want the same failure twice in one run", err1, v, err2)
+	}
+	if !strings.Contains(err2.Error(), "absent.pw") || strings.Contains(err2.Error(), "late-91f0") {
+		t.Errorf("error %q: want the reference named, no value", err2)
+	}
+}

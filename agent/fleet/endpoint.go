@@ -20,8 +20,9 @@ var ErrBMCConfig = errors.New("BMC configuration")
 // the password reference resolved, and the per-node options mapped
 // (boot_flag_timeout: keep → KeepBootFlagTimeout, verify → VerifyLevel
 // with full as the default, ...). Errors name the node and the credential
-// reference, never a resolved value.
-func EndpointFor(n inventory.Node) (bmc.Endpoint, error) {
+// reference, never a resolved value. The password is resolved through
+// secrets (nil: read every time).
+func EndpointFor(n inventory.Node, secrets *inventory.SecretCache) (bmc.Endpoint, error) {
 	if n.BMC.Address == "" {
 		return bmc.Endpoint{}, fmt.Errorf("node %s: %w: no bmc.address", n.Name, ErrBMCConfig)
 	}
@@ -33,7 +34,7 @@ func EndpointFor(n inventory.Node) (bmc.Endpoint, error) {
 	if err != nil {
 		return bmc.Endpoint{}, fmt.Errorf("node %s: %w: %v", n.Name, ErrBMCConfig, err)
 	}
-	password, err := n.BMC.Password.Resolve()
+	password, err := secrets.Resolve(n.BMC.Password)
 	if err != nil {
 		return bmc.Endpoint{}, fmt.Errorf("node %s: bmc.password: %w", n.Name, err)
 	}
@@ -87,11 +88,12 @@ func optionsFor(o inventory.BMCOptions) (bmc.Options, error) {
 	return out, nil
 }
 
-// OpenBMC opens the node's BMC: EndpointFor, then connect.Open with the
-// run's limiter. The client is wrapped in the per-BMC limit and retry; the
-// caller closes it. log may be nil.
-func OpenBMC(ctx context.Context, n inventory.Node, lim *bmc.Limiter, log *slog.Logger) (bmc.Client, connect.Detected, error) {
-	ep, err := EndpointFor(n)
+// OpenBMC opens the node's BMC: EndpointFor (with the run's secrets, which
+// may be nil), then connect.Open with the run's limiter. The client is
+// wrapped in the per-BMC limit and retry; the caller closes it. log may be
+// nil.
+func OpenBMC(ctx context.Context, n inventory.Node, lim *bmc.Limiter, secrets *inventory.SecretCache, log *slog.Logger) (bmc.Client, connect.Detected, error) {
+	ep, err := EndpointFor(n, secrets)
 	if err != nil {
 		return nil, connect.Detected{}, err
 	}

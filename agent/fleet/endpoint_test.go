@@ -41,7 +41,7 @@ func TestEndpointFor(t *testing.T) {
 			bmc.Endpoint{Host: "10.1.12.15", Options: bmc.Options{Verify: bmc.VerifyFull}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := EndpointFor(inventory.Node{Name: "web-014", BMC: tc.bmc})
+			got, err := EndpointFor(inventory.Node{Name: "web-014", BMC: tc.bmc}, nil)
 			if err != nil {
 				t.Fatalf("EndpointFor: %v", err)
 			}
@@ -73,7 +73,7 @@ func TestEndpointForErrorsNameNodeNotSecret(t *testing.T) {
 			inventory.ErrSecret, []string{"web-014"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := EndpointFor(inventory.Node{Name: "web-014", BMC: tc.bmc})
+			_, err := EndpointFor(inventory.Node{Name: "web-014", BMC: tc.bmc}, nil)
 			if !errors.Is(err, tc.is) {
 				t.Fatalf("error %v, want %v", err, tc.is)
 			}

@@ -154,7 +154,7 @@ func openSQLite(ctx context.Context, storeURL string, log *slog.Logger) (*Store,
 	// takes the write lock up front, so transactions of several processes on
 	// the same file queue on busy_timeout instead of failing on a lock upgrade.
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() +
-		"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_txlock=immediate"
+		"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=temp_store(memory)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)

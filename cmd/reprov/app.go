@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -259,7 +260,10 @@ func (a *app) wideOutput() bool { return a.cfg != nil && a.cfg.Output == "wide" 
 // header out. Empty cells read "-", so that every row splits into the
 // same number of fields.
 func (a *app) table(header []string, rows [][]string) error {
-	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	// tabwriter writes every cell on its own: buffered, a 256-row table
+	// is a few writes to stdout instead of thousands.
+	out := bufio.NewWriter(a.stdout)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	if !a.noHeaders {
 		fmt.Fprintln(tw, strings.Join(header, "\t"))
 	}
@@ -271,7 +275,10 @@ func (a *app) table(header []string, rows [][]string) error {
 		}
 		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return out.Flush()
 }
 
 // ensureStateDir creates the state dir (0700) and returns it.

@@ -42,9 +42,11 @@ type bmcRun struct {
 	a      *app
 	runner *fleet.Runner
 	lim    *bmc.Limiter
-	st     *store.Store
-	audit  *audit.Log
-	dryRun bool
+	// secrets resolves each credential reference once for the run.
+	secrets *inventory.SecretCache
+	st      *store.Store
+	audit   *audit.Log
+	dryRun  bool
 }
 
 // newBMCRun sets up a run. With withAudit the job store and the audit log
@@ -63,8 +65,9 @@ func (a *app) newBMCRun(ctx context.Context, f fleetFlags, withAudit, dryRun boo
 			Progress:    a.stderr,
 			Log:         a.log,
 		},
-		lim:    bmc.NewLimiter(nil),
-		dryRun: dryRun,
+		lim:     bmc.NewLimiter(nil),
+		secrets: &inventory.SecretCache{},
+		dryRun:  dryRun,
 	}
 	if withAudit {
 		dir, err := a.ensureStateDir()
@@ -107,7 +110,7 @@ func (r *bmcRun) close() {
 // withBMC opens n's BMC (dry-run wrapped when asked), runs fn with it and
 // closes it with a fresh context, whatever happened to ctx.
 func (r *bmcRun) withBMC(ctx context.Context, n inventory.Node, fn func(c bmc.Client, det connect.Detected) (any, error)) (any, error) {
-	c, det, err := fleet.OpenBMC(ctx, n, r.lim, r.a.log)
+	c, det, err := fleet.OpenBMC(ctx, n, r.lim, r.secrets, r.a.log)
 	if err != nil {
 		return nil, err
 	}

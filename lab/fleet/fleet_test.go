@@ -871,7 +871,7 @@ func TestBMCsReportNodeIdentity(t *testing.T) {
 			if in.GUID != n.GUID() || !bmc.ValidGUID(in.GUID) {
 				t.Fatalf("inventory GUID %q, node GUID %q", in.GUID, n.GUID())
 			}
-			c, _, err := agentfleet.OpenBMC(ctx, in, lim, nil)
+			c, _, err := agentfleet.OpenBMC(ctx, in, lim, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
