@@ -22,6 +22,8 @@
 #     -b  the lab's --boot-delay (default 2s)
 #     -k  keep the working directory (inventory, state dir, logs, report)
 #     -c  also write the controller's CPU profile (REPROV_CPUPROFILE) there
+#     -m  also write the controller's heap profile at its peak heap
+#         (REPROV_HEAPPROFILE) there
 #
 # Needs: go, /usr/bin/time (Debian package time), an open-file limit of
 # 2 x NODES + 2000 (ulimit -n; 10,000 nodes need 22,000). Everything listens on
@@ -34,7 +36,8 @@ perrack=10
 boot=2s
 keep=0
 cpuprof=0
-while getopts "n:P:R:b:kch" opt; do
+heapprof=0
+while getopts "n:P:R:b:kcmh" opt; do
 	case $opt in
 	n) nodes=$OPTARG ;;
 	P) parallel=$OPTARG ;;
@@ -42,8 +45,9 @@ while getopts "n:P:R:b:kch" opt; do
 	b) boot=$OPTARG ;;
 	k) keep=1 ;;
 	c) cpuprof=1 keep=1 ;;
+	m) heapprof=1 keep=1 ;;
 	*)
-		sed -n '2,28p' "$0"
+		sed -n '2,30p' "$0"
 		exit 2
 		;;
 	esac
@@ -118,6 +122,9 @@ echo "reinstalling: --max-parallel $parallel --per-rack $perrack"
 rc=0
 if [[ $cpuprof -eq 1 ]]; then
 	export REPROV_CPUPROFILE=$work/controller-cpu.pprof
+fi
+if [[ $heapprof -eq 1 ]]; then
+	export REPROV_HEAPPROFILE=$work/controller-heap.pprof
 fi
 /usr/bin/time -v -o "$work/time.txt" "$reprov" reinstall --all --yes --max-parallel "$parallel" --per-rack "$perrack" \
 	--config "$work/reprov.yaml" -o json >"$work/report.json" 2>"$work/reinstall.err" || rc=$?
