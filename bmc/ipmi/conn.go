@@ -97,6 +97,11 @@ type handshake struct {
 	bmcSessionID uint32
 	// sends is how many times the last datagram was sent.
 	sends int
+	// rakp1Sends is how many times RAKP Message 1 was sent. After more
+	// than one, the BMC may have kept the random number of another send
+	// than the one whose answer was taken (it may handle them out of
+	// order), and reject RAKP Message 3 although the credentials are right.
+	rakp1Sends int
 }
 
 // dialer hands go-ipmi our wireConn (client.WithUDPProxy).
@@ -238,6 +243,9 @@ func (w *wireConn) sendLocked() (int, error) {
 		r.interval += r.interval / 4
 	}
 	r.next = now.Add(r.interval)
+	if r.kind == payloadRAKP1 {
+		w.hs.rakp1Sends = len(r.sent)
+	}
 	return w.UDPConn.Write(r.pkt)
 }
 

@@ -162,6 +162,18 @@ func statusFailure(msg string, st types.RmcpStatusCode) (setupFailure, error) {
 	return setupOther, fmt.Errorf("%s: RMCP+ status %#02x (%s)", msg, uint8(st), st)
 }
 
+// rakp3Refused: the status a BMC answers a RAKP message 3 whose
+// authentication code does not match with (IPMI v2.0 §13.31 leaves the
+// choice among these to the BMC).
+func rakp3Refused(st types.RmcpStatusCode) bool {
+	switch st {
+	case types.RmcpStatusCodeUnauthorizedName, // 0Dh
+		types.RmcpStatusCodeInvalidIntegrityCheckValue: // 0Fh
+		return true
+	}
+	return false
+}
+
 // classifySetup maps a failed Connect to what it means for the next suite.
 // go-ipmi formats the handshake's errors with %v, losing their types, so
 // the handshake is read from what the wire showed (hs) instead.
@@ -188,6 +200,14 @@ func classifySetup(ctx context.Context, err error, hs handshake, suite int) (set
 		return statusFailure("open session", types.RmcpStatusCode(hs.openStatus))
 	case hs.rakp2Status > 0:
 		return statusFailure("RAKP message 2", types.RmcpStatusCode(hs.rakp2Status))
+	case hs.rakp4Status > 0 && hs.rakp1Sends > 1 && rakp3Refused(types.RmcpStatusCode(hs.rakp4Status)):
+		// The RAKP message 2 taken verified with this password, so the BMC
+		// knows these credentials: it checked RAKP message 3 against the
+		// random number of another RAKP message 1 than the one answered.
+		st := types.RmcpStatusCode(hs.rakp4Status)
+		return setupBusy, bmc.Temporary(fmt.Errorf("RAKP message 4: RMCP+ status %#02x (%s) after RAKP message 1 was sent %d times: "+
+			"the BMC kept the random number of another send than the one answered (RAKP message 2 verified with this password)",
+			uint8(st), st, hs.rakp1Sends))
 	case hs.rakp4Status > 0:
 		return statusFailure("RAKP message 4", types.RmcpStatusCode(hs.rakp4Status))
 	case hs.awaiting || isNoAnswer(err):
