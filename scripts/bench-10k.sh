@@ -158,6 +158,7 @@ awk -v nodes="$nodes" -v ok="$ok" -v wall="$wall" -v rss="$rss_kb" -v cpu="$cpu"
 	printf "lab max RSS            %.0f MiB (%.0f MiB when the run started)\n", labhwm / 1024, labrss / 1024
 }'
 echo "load average at the end: $load_end"
+grep -h '^reprov: REPROV_HEAPPROFILE' "$work/reinstall.err" || true
 if [[ $ok -ne $nodes ]]; then
 	echo "nodes that did not land, by reason:"
 	grep '^      "reason": ' "$work/report.json" | sort | uniq -c | sort -rn | head -20

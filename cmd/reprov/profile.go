@@ -8,6 +8,7 @@ import (
 	"runtime/metrics"
 	"runtime/pprof"
 	"runtime/trace"
+	"strings"
 	"time"
 )
 
@@ -87,30 +88,69 @@ func peakHeapProfile(f *os.File, interval time.Duration) (stop func()) {
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "reprov: REPROV_HEAPPROFILE:", err)
+			return
 		}
+		fmt.Fprintf(os.Stderr, "reprov: REPROV_HEAPPROFILE: %s: the heap at its peak; the Go runtime's memory then: %s\n", f.Name(), p.classes())
 	}
 }
 
-// peakHeap holds the heap profile of the highest heap sampled so far.
+// peakClasses are the Go runtime's memory classes read with each peak
+// profile: what the process held besides the live heap.
+var peakClasses = []struct{ name, metric string }{
+	{"heap objects", "/memory/classes/heap/objects:bytes"},
+	{"heap not yet collected or free", "/memory/classes/heap/unused:bytes"},
+	{"free heap", "/memory/classes/heap/free:bytes"},
+	{"goroutine stacks", "/memory/classes/heap/stacks:bytes"},
+	{"runtime metadata and other", "/memory/classes/metadata/other:bytes"},
+	{"total mapped, not yet released", "/memory/classes/total:bytes"},
+}
+
+// peakHeap holds the heap profile of the highest heap sampled so far,
+// and the runtime's memory classes (peakClasses) read with it.
 type peakHeap struct {
-	metric [1]metrics.Sample
-	peak   uint64
-	prof   bytes.Buffer
-	err    error
+	metrics []metrics.Sample
+	atPeak  []uint64
+	peak    uint64
+	prof    bytes.Buffer
+	err     error
 }
 
 // sample reads the heap in use and, when it is 5 % above the peak (or
 // nothing was taken yet), takes the heap profile.
 func (p *peakHeap) sample() {
-	p.metric[0].Name = "/memory/classes/heap/objects:bytes"
-	metrics.Read(p.metric[:])
-	v := p.metric[0].Value.Uint64()
+	if p.metrics == nil {
+		for _, c := range peakClasses {
+			p.metrics = append(p.metrics, metrics.Sample{Name: c.metric})
+		}
+	}
+	metrics.Read(p.metrics)
+	v := p.metrics[0].Value.Uint64() // heap objects
 	if p.prof.Len() > 0 && v <= p.peak+p.peak/20 {
 		return
 	}
 	p.peak = v
+	p.atPeak = p.atPeak[:0]
+	for _, m := range p.metrics {
+		var b uint64
+		if m.Value.Kind() == metrics.KindUint64 {
+			b = m.Value.Uint64()
+		}
+		p.atPeak = append(p.atPeak, b)
+	}
 	p.prof.Reset()
 	p.err = pprof.Lookup("heap").WriteTo(&p.prof, 0)
+}
+
+// classes describes the memory classes read with the peak profile.
+func (p *peakHeap) classes() string {
+	var b strings.Builder
+	for i, v := range p.atPeak {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %.1f MiB", peakClasses[i].name, float64(v)/(1<<20))
+	}
+	return b.String()
 }
 
 // write writes the profile taken at the peak.

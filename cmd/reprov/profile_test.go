@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"testing"
 
@@ -30,6 +31,11 @@ func TestHeapProfileIsTakenAtThePeak(t *testing.T) {
 	heldAtPeak = nil
 	runtime.GC()
 	p.sample()
+	for i, m := range p.metrics {
+		if m.Value.Kind() != metrics.KindUint64 || p.atPeak[i] == 0 {
+			t.Errorf("memory class %s (%s): none read at the peak", peakClasses[i].name, m.Name)
+		}
+	}
 	var buf bytes.Buffer
 	if err := p.write(&buf); err != nil {
 		t.Fatal(err)
