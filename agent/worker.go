@@ -175,11 +175,15 @@ func (rw *reinstallWorker) Work(ctx context.Context, job *river.Job[store.Reinst
 	case errors.As(err, &na) && na.Limit == "hold":
 		// The run is held (its window paused, or its gate failing) for
 		// minutes or hours: look again every few seconds.
+		e.obs.AdmissionWait(na.Limit)
 		return river.JobSnooze(2*time.Second + rand.N(time.Second))
 	case errors.As(err, &na):
-		// One of the run's limits is reached: look again shortly (with
-		// jitter, so controllers don't claim in lockstep).
-		return river.JobSnooze(250*time.Millisecond + rand.N(250*time.Millisecond))
+		// One of the run's limits is reached: the end of one of the run's
+		// nodes wakes a waiting job (wakeNext); until then, look again
+		// after a snooze that doubles each time, so that thousands of
+		// waiting jobs do not keep the store busy while nodes boot.
+		e.obs.AdmissionWait(na.Limit)
+		return river.JobSnooze(admissionSnooze(snoozes(job.Metadata)))
 	case errors.Is(err, store.ErrSuperseded), errors.Is(err, store.ErrNotActive), errors.Is(err, store.ErrNodeBusy):
 		log.Debug("nothing to do for this River job", "err", err)
 		return nil
@@ -202,7 +206,57 @@ func (rw *reinstallWorker) Work(ctx context.Context, job *river.Job[store.Reinst
 		}
 	}()
 	e.work(w, nj, owner, n)
+	w.wakeNext(nj)
 	return nil
+}
+
+// Admission snoozes: the first 0.25–0.5 s, doubling with each snooze of
+// the job up to 10 s (with up to as much again of jitter, so that
+// controllers don't claim in lockstep). docs/performance.md, "Admission".
+const (
+	admissionSnoozeFirst = 250 * time.Millisecond
+	admissionSnoozeMax   = 10 * time.Second
+)
+
+// admissionSnooze is how long a job turned away by its run's limits
+// waits, after it has been snoozed n times.
+func admissionSnooze(n int) time.Duration {
+	d := admissionSnoozeMax
+	if n < 6 {
+		d = min(admissionSnoozeFirst<<n, admissionSnoozeMax)
+	}
+	return d + rand.N(d)
+}
+
+// snoozes is how many times River has snoozed a job (its metadata's
+// "snoozes"; 0 when absent or unreadable).
+func snoozes(metadata []byte) int {
+	var m struct {
+		Snoozes int `json:"snoozes"`
+	}
+	if json.Unmarshal(metadata, &m) != nil {
+		return 0
+	}
+	return m.Snoozes
+}
+
+// wakeNext wakes one of the run's waiting jobs after node job nj ended
+// here: the room its end made under the run's limits is taken at once
+// rather than at the end of a snooze. Not when the worker stops; a wake
+// that fails only delays a job to its snooze's end.
+func (w *Worker) wakeNext(nj store.NodeJob) {
+	if w.ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
+	defer cancel()
+	woken, ok, err := w.q.WakeQueued(ctx, nj)
+	switch {
+	case err != nil:
+		w.e.log.Debug("no waiting job woken", "run", nj.RunID, "after", nj.Node, "err", err)
+	case ok:
+		w.e.log.Debug("woke a waiting job", "run", nj.RunID, "after", nj.Node, "node", woken.Node, "job", woken.ID)
+	}
 }
 
 func sameJSON(a, b []byte) bool {

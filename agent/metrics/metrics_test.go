@@ -139,6 +139,9 @@ func TestObserverCountsWhatItIsTold(t *testing.T) {
 	obs.LandingRequest(metrics.AnswerLocal)
 	obs.Step("power", "ok", 3*time.Second)
 	obs.Takeovers(2)
+	obs.AdmissionWait("per_rack")
+	obs.AdmissionWait("per_rack")
+	obs.AdmissionWait("surprise")
 	obs.WindowOccurrence("ok")
 	var nilObs *metrics.Observer
 	nilObs.Step("power", "ok", time.Second) // a nil Observer does nothing
@@ -155,6 +158,8 @@ func TestObserverCountsWhatItIsTold(t *testing.T) {
 		{`reprov_landing_requests_total{answer="netboot"}`, 2},
 		{`reprov_landing_requests_total{answer="local"}`, 1},
 		{`reprov_lease_takeovers_total`, 2},
+		{`reprov_admission_waits_total{limit="per_rack"}`, 2},
+		{`reprov_admission_waits_total{limit="other"}`, 1},
 		{`reprov_window_occurrences_total{result="ok"}`, 1},
 		{`reprov_step_duration_seconds_count{result="ok",step="power"}`, 1},
 		{`reprov_step_duration_seconds_bucket{result="ok",step="power",le="1"}`, 0},

@@ -59,6 +59,7 @@ type Observer struct {
 	step        *prometheus.HistogramVec
 	takeovers   prometheus.Counter
 	windows     *prometheus.CounterVec
+	admission   *prometheus.CounterVec
 }
 
 func newObserver() *Observer {
@@ -82,11 +83,14 @@ func newObserver() *Observer {
 		windows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reprov_window_occurrences_total",
 			Help: "Reimaging window occurrences started by this controller, by result (ok, failed, budget_spent, skipped)."},
 			[]string{"result"}),
+		admission: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reprov_admission_waits_total",
+			Help: "Claims by this controller that a run's limits turned away (the job waits), by limit (max_parallel, per_rack, per_bmc, hold)."},
+			[]string{"limit"}),
 	}
 }
 
 func (o *Observer) collectors() []prometheus.Collector {
-	return []prometheus.Collector{o.bmc, o.bmcDuration, o.landing, o.step, o.takeovers, o.windows}
+	return []prometheus.Collector{o.bmc, o.bmcDuration, o.landing, o.step, o.takeovers, o.windows, o.admission}
 }
 
 // Describe implements prometheus.Collector.
@@ -169,6 +173,20 @@ func (o *Observer) Takeovers(n int) {
 		return
 	}
 	o.takeovers.Add(float64(n))
+}
+
+// AdmissionWait records a claim that a run's limit turned away: limit is
+// max_parallel, per_rack, per_bmc or hold (others count as "other").
+func (o *Observer) AdmissionWait(limit string) {
+	if o == nil {
+		return
+	}
+	switch limit {
+	case "max_parallel", "per_rack", "per_bmc", "hold":
+	default:
+		limit = "other"
+	}
+	o.admission.WithLabelValues(limit).Inc()
 }
 
 // WindowOccurrence records a reimaging window occurrence and its result.

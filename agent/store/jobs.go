@@ -236,7 +236,12 @@ func (s *Store) NodeJobs(ctx context.Context, f JobFilter) ([]NodeJob, error) {
 }
 
 func (s *Store) listJobs(ctx context.Context, q string, args ...any) ([]NodeJob, error) {
-	rs, err := s.q().query(ctx, q, args...)
+	return s.listJobsQ(ctx, s.q(), q, args...)
+}
+
+// listJobsQ is listJobs through querier db (a transaction's).
+func (s *Store) listJobsQ(ctx context.Context, db querier, q string, args ...any) ([]NodeJob, error) {
+	rs, err := db.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}

@@ -112,6 +112,8 @@ type Queue struct {
 	RiverClient
 	store    *Store
 	insertTx func(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+	// retryTx makes a River job available now, in tx (River's JobRetryTx).
+	retryTx func(ctx context.Context, tx any, id int64) error
 }
 
 // NewQueue makes a River client on the store's database. Start it to work
@@ -173,6 +175,14 @@ func newQueue[TTx any](s *Store, driver riverdriver.Driver[TTx], cfg *river.Conf
 				return nil, fmt.Errorf("internal: transaction is %T, River wants %T", tx, t)
 			}
 			return c.InsertTx(ctx, t, args, opts)
+		},
+		retryTx: func(ctx context.Context, tx any, id int64) error {
+			t, ok := tx.(TTx)
+			if !ok {
+				return fmt.Errorf("internal: transaction is %T, River wants %T", tx, t)
+			}
+			_, err := c.JobRetryTx(ctx, t, id)
+			return err
 		},
 	}, nil
 }

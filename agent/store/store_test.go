@@ -62,6 +62,7 @@ func runSuite(t *testing.T, dialect store.Dialect, fresh newURL) {
 		{"RiverUniquePerNodeJob", testRiverUnique},
 		{"ResumeOrphan", testResumeOrphan},
 		{"AuditTrail", testAuditTrail},
+		{"WakeQueued", testWakeQueued},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, dialect, fresh) })

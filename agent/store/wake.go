@@ -1,0 +1,75 @@
+package store
+
+import (
+	"context"
+	"fmt"
+)
+
+// WakeQueued makes one of a run's waiting jobs workable now: called when
+// a node of the run ends, so that the room its end made under the run's
+// limits is taken at once, not when some waiting job's snooze runs out
+// (docs/performance.md, "Admission"). ended is the node job that ended.
+//
+// It wakes a queued job of the ended node's rack if there is one (the
+// per-rack room it freed), else the oldest queued job of a rack below the
+// run's per-rack limit. Only a job whose River job is snoozed is woken
+// (one already waiting to be fetched needs no wake). It returns the node
+// job it woke, or false when none was waiting.
+//
+// A wake is a hint: the woken job still claims through the run's limits
+// (Store.Claim), and a job that is never woken is still worked when its
+// snooze runs out.
+func (q *Queue) WakeQueued(ctx context.Context, ended NodeJob) (NodeJob, bool, error) {
+	snoozed := `(r.state = 'scheduled' OR (r.state = 'available' AND r.scheduled_at > ` + q.store.nowSQL() + `))`
+	from := ` FROM reprov_node_job j JOIN river_job r ON r.id = j.river_job_id
+		WHERE j.run_id = ? AND j.state = 'queued' AND ` + snoozed
+	var woken NodeJob
+	found := false
+	err := q.store.inTx(ctx, func(tx querier, raw any) error {
+		pick := func(where string, args ...any) error {
+			js, err := q.store.listJobsQ(ctx, tx, `SELECT `+jobCols("j.")+from+where+` ORDER BY j.id LIMIT 1`,
+				append([]any{ended.RunID}, args...)...)
+			if err != nil || len(js) == 0 {
+				return err
+			}
+			woken, found = js[0], true
+			return nil
+		}
+		if err := pick(` AND j.rack = ?`, ended.Rack); err != nil {
+			return err
+		}
+		if !found {
+			var perRack int
+			if err := tx.queryRow(ctx, `SELECT per_rack FROM reprov_run WHERE id = ?`, ended.RunID).Scan(&perRack); err != nil {
+				return fmt.Errorf("run %d: %w", ended.RunID, err)
+			}
+			where := ``
+			var args []any
+			if perRack > 0 {
+				where = ` AND j.rack NOT IN (SELECT rack FROM reprov_node_job
+					WHERE run_id = ? AND state = 'running' GROUP BY rack HAVING COUNT(*) >= ?)`
+				args = []any{ended.RunID, perRack}
+			}
+			if err := pick(where, args...); err != nil {
+				return err
+			}
+		}
+		if !found {
+			return nil
+		}
+		return q.retryTx(ctx, raw, woken.RiverJobID)
+	})
+	if err != nil {
+		return NodeJob{}, false, fmt.Errorf("wake a queued job of run %d: %w", ended.RunID, err)
+	}
+	return woken, found, nil
+}
+
+// nowSQL is the database's current time in River's timestamp format, for
+// comparing with river_job's timestamps.
+func (s *Store) nowSQL() string {
+	if s.dialect == SQLite {
+		return `datetime('now', 'subsec')`
+	}
+	return `now()`
+}
