@@ -37,6 +37,7 @@ import (
 //	go test -run '^$' -bench Reinstall10k -benchtime 1x -timeout 60m ./agent/
 //	REPROV_BENCH_NODES=1000 go test ...   # a smaller fleet
 //	REPROV_BENCH_HEAPPROFILE=heap.out go test ...   # the heap at the peak
+//	REPROV_BENCH_BOOT=60s go test ...   # a server's firmware time instead of 2 s
 func BenchmarkReinstall10k(b *testing.B) {
 	nodes := 10000
 	if s := os.Getenv("REPROV_BENCH_NODES"); s != "" {
@@ -46,8 +47,15 @@ func BenchmarkReinstall10k(b *testing.B) {
 		}
 		nodes = n
 	}
+	bootDelay := 2 * time.Second
+	if s := os.Getenv("REPROV_BENCH_BOOT"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			b.Fatalf("REPROV_BENCH_BOOT=%q: want a positive duration such as 60s", s)
+		}
+		bootDelay = d
+	}
 	const (
-		bootDelay   = 2 * time.Second
 		maxParallel = 500
 		perRack     = 10
 		rackSize    = 40
