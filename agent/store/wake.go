@@ -10,9 +10,9 @@ import (
 // limits is taken at once, not when some waiting job's snooze runs out
 // (docs/performance.md, "Admission"). ended is the node job that ended.
 //
-// It wakes a queued job of the ended node's rack if there is one (the
-// per-rack room it freed), else the oldest queued job of a rack below the
-// run's per-rack limit. Only a job whose River job is snoozed is woken
+// It wakes the oldest queued job of the ended node's rack if there is one
+// (the per-rack room it freed), else the oldest queued job of the first
+// rack, by name, below the run's per-rack limit. Only a job whose River job is snoozed is woken
 // (one already waiting to be fetched needs no wake). It returns the node
 // job it woke, or false when none was waiting.
 //
@@ -27,7 +27,11 @@ func (q *Queue) WakeQueued(ctx context.Context, ended NodeJob) (NodeJob, bool, e
 	found := false
 	err := q.store.inTx(ctx, func(tx querier, raw any) error {
 		pick := func(where string, args ...any) error {
-			js, err := q.store.listJobsQ(ctx, tx, `SELECT `+jobCols("j.")+from+where+` ORDER BY j.id LIMIT 1`,
+			// In the order of the (run_id, state, rack) index, so that the
+			// pick reads only the run's queued jobs up to the first that
+			// fits, not every job of the run in id order (a full scan of
+			// a large run on each node's end).
+			js, err := q.store.listJobsQ(ctx, tx, `SELECT `+jobCols("j.")+from+where+` ORDER BY j.rack, j.id LIMIT 1`,
 				append([]any{ended.RunID}, args...)...)
 			if err != nil || len(js) == 0 {
 				return err
