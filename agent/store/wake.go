@@ -3,7 +3,11 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
 )
+
+// wakeScan bounds the queued jobs WakeQueued reads for one pick.
+const wakeScan = 64
 
 // WakeQueued makes one of a run's waiting jobs workable now: called when
 // a node of the run ends, so that the room its end made under the run's
@@ -12,26 +16,31 @@ import (
 //
 // It wakes the oldest queued job of the ended node's rack if there is one
 // (the per-rack room it freed), else the oldest queued job of the first
-// rack, by name, below the run's per-rack limit. Only a job whose River job is snoozed is woken
-// (one already waiting to be fetched needs no wake). It returns the node
-// job it woke, or false when none was waiting.
+// rack, by name, below the run's per-rack limit. Only a job whose River
+// job is snoozed is woken (one already waiting to be fetched needs no
+// wake), among the first 64 queued jobs that fit: when none of those is
+// snoozed, workable jobs are waiting already. It returns the node job it
+// woke, or false when none was waiting.
 //
 // A wake is a hint: the woken job still claims through the run's limits
 // (Store.Claim), and a job that is never woken is still worked when its
 // snooze runs out.
 func (q *Queue) WakeQueued(ctx context.Context, ended NodeJob) (NodeJob, bool, error) {
 	snoozed := `(r.state = 'scheduled' OR (r.state = 'available' AND r.scheduled_at > ` + q.store.nowSQL() + `))`
-	from := ` FROM reprov_node_job j JOIN river_job r ON r.id = j.river_job_id
-		WHERE j.run_id = ? AND j.state = 'queued' AND ` + snoozed
 	var woken NodeJob
 	found := false
 	err := q.store.inTx(ctx, func(tx querier, raw any) error {
+		// pick wakes the first snoozed job among the first wakeScan queued
+		// jobs that where admits, in the order of the (run_id, state,
+		// rack) index. Bounded: when those are all workable already
+		// (never fetched, or waiting to be), another end's place will be
+		// taken by them without a wake, and reading on would cost a scan
+		// of every queued job of a large run on each node's end.
 		pick := func(where string, args ...any) error {
-			// In the order of the (run_id, state, rack) index, so that the
-			// pick reads only the run's queued jobs up to the first that
-			// fits, not every job of the run in id order (a full scan of
-			// a large run on each node's end).
-			js, err := q.store.listJobsQ(ctx, tx, `SELECT `+jobCols("j.")+from+where+` ORDER BY j.rack, j.id LIMIT 1`,
+			js, err := q.store.listJobsQ(ctx, tx, `SELECT `+jobCols("j.")+` FROM (SELECT id FROM reprov_node_job
+				WHERE run_id = ? AND state = 'queued'`+where+` ORDER BY rack, id LIMIT `+strconv.Itoa(wakeScan)+`) c
+				JOIN reprov_node_job j ON j.id = c.id JOIN river_job r ON r.id = j.river_job_id
+				WHERE `+snoozed+` ORDER BY j.rack, j.id LIMIT 1`,
 				append([]any{ended.RunID}, args...)...)
 			if err != nil || len(js) == 0 {
 				return err
@@ -39,7 +48,7 @@ func (q *Queue) WakeQueued(ctx context.Context, ended NodeJob) (NodeJob, bool, e
 			woken, found = js[0], true
 			return nil
 		}
-		if err := pick(` AND j.rack = ?`, ended.Rack); err != nil {
+		if err := pick(` AND rack = ?`, ended.Rack); err != nil {
 			return err
 		}
 		if !found {
@@ -50,7 +59,7 @@ func (q *Queue) WakeQueued(ctx context.Context, ended NodeJob) (NodeJob, bool, e
 			where := ``
 			var args []any
 			if perRack > 0 {
-				where = ` AND j.rack NOT IN (SELECT rack FROM reprov_node_job
+				where = ` AND rack NOT IN (SELECT rack FROM reprov_node_job
 					WHERE run_id = ? AND state = 'running' GROUP BY rack HAVING COUNT(*) >= ?)`
 				args = []any{ended.RunID, perRack}
 			}
