@@ -68,7 +68,7 @@ func hostKeyCheck(cfg Config, addr string) (ssh.HostKeyCallback, []string, error
 	if cfg.KnownHostsCache != nil {
 		kh, err = cfg.KnownHostsCache.load(path)
 	} else {
-		kh, err = loadKnownHosts(path)
+		kh, err = parseKnownHosts(path)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("node %s: %w", cfg.Node, err)
@@ -106,18 +106,6 @@ func hostKeyCheck(cfg Config, addr string) (ssh.HostKeyCallback, []string, error
 		return nil
 	}
 	return cb, algos, nil
-}
-
-// loadKnownHosts reads path; a missing file is an empty one.
-func loadKnownHosts(path string) (ssh.HostKeyCallback, error) {
-	if _, err := os.Stat(path); os.IsNotExist(err) {
-		return knownhosts.New()
-	}
-	kh, err := knownhosts.New(path)
-	if err != nil {
-		return nil, fmt.Errorf("known_hosts %s: %w", path, err)
-	}
-	return kh, nil
 }
 
 // Host key algorithm families, in the order offered to a host known_hosts

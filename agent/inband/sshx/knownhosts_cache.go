@@ -50,9 +50,9 @@ func (k *KnownHosts) load(path string) (ssh.HostKeyCallback, error) {
 	}
 	// Parsed under the lock: the dials that find the file changed wait
 	// for one parse instead of each doing its own.
-	cb, err := knownhosts.New(path)
+	cb, err := parseKnownHosts(path)
 	if err != nil {
-		return nil, fmt.Errorf("known_hosts %s: %w", path, err)
+		return nil, err
 	}
 	k.files[path] = knownHostsFile{size: fi.Size(), mod: fi.ModTime(), cb: cb}
 	return cb, nil
