@@ -11,6 +11,8 @@
 //	raw-go-ipmi   go-ipmi's client in this process: Connect (cipher suite 17),
 //	              SetBootDevice (parameter 5, PXE, once), Chassis Control
 //	              cycle, Close; no verification
+//	raw-go-ipmi-10  the same client making goal 3's exchanges (parameter 3,
+//	              parameter 5, read-back, cycle): the floor of a verifying client
 //	reprov-lib    reprov's bmc/ipmi in this process: Open, SetBootOverride
 //	              (parameter 3, parameter 5, read-back), SetPower cycle (power
 //	              on if refused as off), Close
@@ -200,6 +202,8 @@ func run(n, fanout, rounds, slowRounds int, farmBin, reprovBin, baseBin, work, d
 	clients := []peer{
 		{"raw go-ipmi library", "in-process fan-out: session, param 5, cycle, close; no read-back",
 			func(ctx context.Context) error { return forEach(ctx, f.targets, fanout, rawGoIPMI(pass)) }, false},
+		{"raw go-ipmi, goal 3's exchanges", "in-process fan-out: session, param 3+5, read-back, cycle, close; nothing checked",
+			func(ctx context.Context) error { return forEach(ctx, f.targets, fanout, rawGoIPMIVerified(pass)) }, false},
 		{"reprov bmc library", "in-process fan-out of bmc/ipmi: session, param 3+5, read-back, cycle, close",
 			func(ctx context.Context) error { return forEach(ctx, f.targets, fanout, reprovLib(pass)) }, false},
 		{"reprov CLI, state on disk", "process: reprov power cycle --pxe --all (audit log fsync'd on " + fsName(diskDir) + ")",
@@ -430,6 +434,35 @@ func rawGoIPMI(pass string) func(ctx context.Context, t target) error {
 		}
 		defer c.Close(ctx)
 		if err := c.SetBootDevice(ctx, types.BootDeviceSelectorForcePXE, types.BIOSBootTypeLegacy, false); err != nil {
+			return err
+		}
+		_, err = c.ChassisControl(ctx, chassis.ChassisControlPowerCycle)
+		return err
+	}
+}
+
+// rawGoIPMIVerified makes the exchanges reprov's library makes (goal 3:
+// parameter 3, parameter 5, the read-back, the cycle) with go-ipmi alone,
+// and checks nothing: the floor of any go-ipmi client that verifies the
+// override, against which the library's own cost shows.
+func rawGoIPMIVerified(pass string) func(ctx context.Context, t target) error {
+	return func(ctx context.Context, t target) error {
+		c, err := client.NewClient(t.host, t.port, user, pass)
+		if err != nil {
+			return err
+		}
+		c.WithCipherSuiteID(types.CipherSuiteID17).WithTimeout(2 * time.Second).WithRetry(1)
+		if err := c.Connect(ctx); err != nil {
+			return err
+		}
+		defer c.Close(ctx)
+		if err := c.SetSystemBootOptionsParamFor(ctx, &types.BootOptionParam_BMCBootFlagValidBitClear{DontClearOnCommandReceivedTimeout: true}); err != nil {
+			return err
+		}
+		if err := c.SetBootDevice(ctx, types.BootDeviceSelectorForcePXE, types.BIOSBootTypeLegacy, false); err != nil {
+			return err
+		}
+		if err := c.GetSystemBootOptionsParamFor(ctx, &types.BootOptionParam_BootFlags{}); err != nil {
 			return err
 		}
 		_, err = c.ChassisControl(ctx, chassis.ChassisControlPowerCycle)
