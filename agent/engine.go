@@ -616,14 +616,8 @@ func (e *Engine) watch(ctx context.Context, run store.Run, nodes []inventory.Nod
 	stopped := false
 	var since time.Time
 	for pending > 0 {
-		ids := make([]int64, 0, pending)
-		for id := range idx {
-			ids = append(ids, id)
-		}
-		// Only the jobs that ended are read back: 10,000 rows of jobs
-		// under way, read every poll, only loaded the store.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		jobs, err := e.cfg.Store.EndedJobsByID(sctx, ids)
+		jobs, err := e.endedJobs(sctx, run.ID, idx, subs)
 		cancel()
 		if err != nil {
 			e.log.Warn("watching the run's jobs", "run", run.ID, "err", err)
@@ -680,6 +674,35 @@ func (e *Engine) watch(ctx context.Context, run store.Run, nodes []inventory.Nod
 		<-t.C
 	}
 	return results
+}
+
+// endedJobs reads the watched jobs (idx) that have ended. Only those are
+// read back: 10,000 rows of jobs under way, read every poll, only loaded
+// the store. The run's own jobs are found through the run's index, which
+// gives the IDs of its ended jobs without reading a row; the jobs of other
+// runs it attached to, by ID.
+func (e *Engine) endedJobs(ctx context.Context, runID int64, idx map[int64]int, subs []store.SubmitResult) ([]store.NodeJob, error) {
+	ended, err := e.cfg.Store.EndedJobIDs(ctx, runID)
+	if err != nil {
+		return nil, err
+	}
+	var read []int64
+	for _, id := range ended {
+		if _, ok := idx[id]; ok {
+			read = append(read, id)
+		}
+	}
+	for id, i := range idx {
+		if subs[i].Job.RunID != runID {
+			read = append(read, id)
+		}
+	}
+	if len(read) == 0 {
+		return nil, nil
+	}
+	// Read back with their state checked again: a job is only reported
+	// once it has ended.
+	return e.cfg.Store.EndedJobsByID(ctx, read)
 }
 
 func (e *Engine) playbookName(n inventory.Node) string {

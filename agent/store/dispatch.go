@@ -572,6 +572,30 @@ func (s *Store) EndedJobsByID(ctx context.Context, ids []int64) ([]NodeJob, erro
 	return out, err
 }
 
+// EndedJobIDs returns the IDs of the run's jobs that have ended, read from
+// the run's (run_id, state, rack) index alone: how a run's watcher learns
+// which of its nodes ended without reading back every job it still waits
+// for on every poll (docs/performance.md).
+func (s *Store) EndedJobIDs(ctx context.Context, runID int64) ([]int64, error) {
+	rs, err := s.q().query(ctx, `SELECT id FROM reprov_node_job WHERE run_id = ? AND state NOT IN `+activeStates, runID)
+	if err != nil {
+		return nil, fmt.Errorf("ended jobs of run %d: %w", runID, err)
+	}
+	defer rs.Close()
+	var ids []int64
+	for rs.Next() {
+		var id int64
+		if err := rs.Scan(&id); err != nil {
+			return nil, fmt.Errorf("ended jobs of run %d: %w", runID, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("ended jobs of run %d: %w", runID, err)
+	}
+	return ids, nil
+}
+
 // JobsByID returns the jobs with the given IDs (any order; missing ones
 // are left out).
 func (s *Store) JobsByID(ctx context.Context, ids []int64) ([]NodeJob, error) {

@@ -63,6 +63,7 @@ func runSuite(t *testing.T, dialect store.Dialect, fresh newURL) {
 		{"ResumeOrphan", testResumeOrphan},
 		{"AuditTrail", testAuditTrail},
 		{"WakeQueued", testWakeQueued},
+		{"EndedJobIDs", testEndedJobIDs},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, dialect, fresh) })
