@@ -4,15 +4,16 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // KnownHosts caches parsed known_hosts files for the dials of one
-// controller (Config.KnownHostsCache): a file is parsed again only when its
-// size or modification time changed (recording a new key changes both).
+// controller (Config.KnownHostsCache): a file is read again only when it
+// was replaced (ssh-keygen -R writes a new file) or its size or
+// modification time changed (recording a new key changes both), and only
+// its new lines when lines were appended.
 // Without it every dial parses the whole file, which at fleet scale is
 // work proportional to the fleet per dial and one parsed copy of the file
 // per connection in flight (docs/performance.md). It is safe for
@@ -20,12 +21,21 @@ import (
 type KnownHosts struct {
 	mu    sync.Mutex
 	files map[string]knownHostsFile
+	// extended counts the versions read by extending the one before
+	// (tests).
+	extended int
 }
 
 type knownHostsFile struct {
-	size int64
-	mod  time.Time
-	cb   ssh.HostKeyCallback
+	fi os.FileInfo // when it was read
+	v  knownHostsVersion
+}
+
+// same reports whether fi is the file as it was read: the same file (a
+// rewrite that replaces it, as ssh-keygen -R does, is another), size and
+// modification time.
+func (f knownHostsFile) same(fi os.FileInfo) bool {
+	return f.fi != nil && os.SameFile(f.fi, fi) && f.fi.Size() == fi.Size() && f.fi.ModTime().Equal(fi.ModTime())
 }
 
 // NewKnownHosts returns an empty cache.
@@ -45,15 +55,22 @@ func (k *KnownHosts) load(path string) (ssh.HostKeyCallback, error) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if f, ok := k.files[path]; ok && f.size == fi.Size() && f.mod.Equal(fi.ModTime()) {
-		return f.cb, nil
+	f, ok := k.files[path]
+	if ok && f.same(fi) {
+		return f.v.cb, nil
 	}
-	// Parsed under the lock: the dials that find the file changed wait
-	// for one parse instead of each doing its own.
-	cb, err := parseKnownHosts(path)
-	if err != nil {
+	// Read under the lock: the dials that find the file changed wait for
+	// one read instead of each doing its own. A file that only had lines
+	// appended (accept-new recording a key, here or in another process)
+	// is read from where the last version ended: a fleet's first contact
+	// appends a line per node, and reading the whole file each time made
+	// it quadratic in the fleet (docs/performance.md).
+	v, extended := f.v.extend(path)
+	if extended {
+		k.extended++
+	} else if v, err = readKnownHosts(path); err != nil {
 		return nil, err
 	}
-	k.files[path] = knownHostsFile{size: fi.Size(), mod: fi.ModTime(), cb: cb}
-	return cb, nil
+	k.files[path] = knownHostsFile{fi: fi, v: v}
+	return v.cb, nil
 }

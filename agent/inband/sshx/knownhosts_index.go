@@ -3,10 +3,13 @@ package sshx
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -26,21 +29,70 @@ import (
 // Any other file is left to knownhosts whole, so the index never has to
 // know what hashing, wildcards, @revoked or @cert-authority mean.
 func parseKnownHosts(path string) (ssh.HostKeyCallback, error) {
+	v, err := readKnownHosts(path)
+	return v.cb, err
+}
+
+// knownHostsVersion is one version of a known_hosts file as read.
+type knownHostsVersion struct {
+	cb ssh.HostKeyCallback
+	// When the file is indexed: the index, the bytes it read and their
+	// SHA-256, and their lines; what extending it to the same file with
+	// lines appended needs (extend).
+	idx   *knownHostsIndex
+	size  int64
+	sum   [sha256.Size]byte
+	lines int
+}
+
+// readKnownHosts reads path whole (parseKnownHosts); a missing file is an
+// empty one.
+func readKnownHosts(path string) (knownHostsVersion, error) {
 	data, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
-		return knownhosts.New()
+		cb, err := knownhosts.New()
+		return knownHostsVersion{cb: cb}, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("known_hosts %s: %w", path, err)
+		return knownHostsVersion{}, fmt.Errorf("known_hosts %s: %w", path, err)
 	}
-	if idx, ok := indexKnownHosts(data, path); ok {
-		return idx.callback(), nil
+	idx := &knownHostsIndex{keys: make(map[hostPort][]indexedKey)}
+	if lines, ok := idx.add(data, path, 0); ok {
+		return knownHostsVersion{cb: idx.callback(), idx: idx, size: int64(len(data)), sum: sha256.Sum256(data), lines: lines}, nil
 	}
 	kh, err := knownhosts.New(path)
 	if err != nil {
-		return nil, fmt.Errorf("known_hosts %s: %w", path, err)
+		return knownHostsVersion{}, fmt.Errorf("known_hosts %s: %w", path, err)
 	}
-	return kh, nil
+	return knownHostsVersion{cb: kh}, nil
+}
+
+// extend returns the version of the file at path that is v with lines
+// appended, reading only those lines; ok is false when the file is not v
+// with whole plain lines appended (rewritten, shortened, not indexed, a
+// line that is not plain), and it must be read whole.
+func (v knownHostsVersion) extend(path string) (next knownHostsVersion, ok bool) {
+	if v.idx == nil || v.size == 0 {
+		return next, false
+	}
+	data, err := os.ReadFile(path)
+	if err != nil || int64(len(data)) <= v.size || data[v.size-1] != '\n' {
+		return next, false
+	}
+	h := sha256.New()
+	h.Write(data[:v.size])
+	if !bytes.Equal(h.Sum(nil), v.sum[:]) {
+		return next, false
+	}
+	idx := &knownHostsIndex{keys: maps.Clone(v.idx.keys)}
+	lines, ok := idx.add(data[v.size:], path, v.lines)
+	if !ok {
+		return next, false
+	}
+	next = knownHostsVersion{cb: idx.callback(), idx: idx, size: int64(len(data)), lines: lines}
+	h.Write(data[v.size:])
+	h.Sum(next.sum[:0])
+	return next, true
 }
 
 // hostPort is an address as known_hosts matches it.
@@ -63,10 +115,21 @@ type indexedKey struct {
 // line), which knownhosts then reports.
 func indexKnownHosts(data []byte, path string) (idx *knownHostsIndex, ok bool) {
 	idx = &knownHostsIndex{keys: make(map[hostPort][]indexedKey)}
+	if _, ok := idx.add(data, path, 0); !ok {
+		return nil, false
+	}
+	return idx, true
+}
+
+// add indexes data, the lines of the file at path after its first n, and
+// returns the number of lines read in all; ok is false as for
+// indexKnownHosts, and idx is then not to be used. The key lists it
+// appends to are copied first: an index may share them with the version
+// it was cloned from, which dials may still be reading.
+func (idx *knownHostsIndex) add(data []byte, path string, n int) (lines int, ok bool) {
 	// Lines are split and trimmed as knownhosts does, so line numbers
 	// and fields agree.
 	sc := bufio.NewScanner(bytes.NewReader(data))
-	n := 0
 	for sc.Scan() {
 		n++
 		line := bytes.Trim(sc.Bytes(), " \t")
@@ -75,19 +138,19 @@ func indexKnownHosts(data []byte, path string) (idx *knownHostsIndex, ok bool) {
 		}
 		addrs, key, ok := plainLine(line)
 		if !ok {
-			return nil, false
+			return 0, false
 		}
 		ik := indexedKey{known: knownhosts.KnownKey{Key: key, Filename: path, Line: n}, blob: key.Marshal()}
 		for i, a := range addrs {
 			if !containsAddr(addrs[:i], a) { // one line is one key, however many patterns name the address
-				idx.keys[a] = append(idx.keys[a], ik)
+				idx.keys[a] = append(slices.Clip(idx.keys[a]), ik)
 			}
 		}
 	}
 	if sc.Err() != nil {
-		return nil, false
+		return 0, false
 	}
-	return idx, true
+	return n, true
 }
 
 func containsAddr(as []hostPort, a hostPort) bool {

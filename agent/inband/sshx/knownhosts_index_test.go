@@ -161,6 +161,22 @@ func checkAgainstKnownhosts(t *testing.T, path, content string, cb ssh.HostKeyCa
 	if err != nil {
 		t.Fatalf("knownhosts refused a file the index read: %v\n%s", err, content)
 	}
+	got, wanted := decisions(cb, keys), decisions(want, keys)
+	for i := range wanted {
+		if d := sameOutcome(got[i].err, wanted[i].err); d != "" {
+			t.Fatalf("%s: %s\nknown_hosts:\n%s", got[i].what, d, content)
+		}
+	}
+}
+
+type decision struct {
+	what string
+	err  error
+}
+
+// decisions is cb's decision on every pool key and the certificate, for a
+// range of names dialled.
+func decisions(cb ssh.HostKeyCallback, keys keyPool) []decision {
 	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 22}
 	addrs := []string{""}
 	for _, h := range []string{"127.0.0.1", "127.0.0.2", "node1", "NODE1", "::1", "node2"} {
@@ -169,13 +185,13 @@ func checkAgainstKnownhosts(t *testing.T, path, content string, cb ssh.HostKeyCa
 		}
 	}
 	presented := append(append([]ssh.PublicKey(nil), keys.keys...), keys.cert)
+	var out []decision
 	for _, a := range addrs {
 		for i, k := range presented {
-			if d := sameOutcome(cb(a, remote, k), want(a, remote, k)); d != "" {
-				t.Fatalf("dialling %q, key %d: %s\nknown_hosts:\n%s", a, i, d, content)
-			}
+			out = append(out, decision{fmt.Sprintf("dialling %q, key %d", a, i), cb(a, remote, k)})
 		}
 	}
+	return out
 }
 
 // The index decides every key as x/crypto's knownhosts does, on files of
@@ -273,6 +289,127 @@ func BenchmarkKnownHostsCheck10k(b *testing.B) {
 					b.Fatal(err)
 				}
 				i = (i + 7919) % 10000
+			}
+		})
+	}
+}
+
+// A cached known_hosts that grows, is rewritten, or gains a line the index
+// does not take decides as knownhosts does on the file as it is now, after
+// every change; lines appended to an indexed file are read from where the
+// last version ended, and only then.
+func TestKnownHostsCacheFollowsChanges(t *testing.T) {
+	keys := newKeyPool(t)
+	dir := t.TempDir()
+	cache := NewKnownHosts()
+	full := 0
+	for i := range 200 {
+		r := rand.New(rand.NewPCG(uint64(i), 13))
+		path := filepath.Join(dir, fmt.Sprintf("known_hosts.%d", i))
+		content := genKnownHosts(r, keys, genPlain)
+		var prev ssh.HostKeyCallback
+		var prevDecisions []decision
+		for step := range 10 {
+			switch c := r.IntN(10); {
+			case step == 0:
+			case c < 6: // accept-new: whole lines appended
+				content += genKnownHosts(r, keys, genPlain)
+			case c == 6: // lines the index does not take
+				content += genKnownHosts(r, keys, genAny)
+			case c == 7: // a last line without its newline, continued later
+				line := knownhosts.Line([]string{"127.0.0.1"}, keys.keys[r.IntN(len(keys.keys))])
+				content += line[:len(line)-r.IntN(3)]
+			case c == 8 && content != "": // ssh-keygen -R: a line removed
+				_, rest, _ := strings.Cut(content, "\n")
+				content = rest
+			default: // a line added in front (or replacing the first): another version, not an append
+				if r.IntN(2) == 0 {
+					_, content, _ = strings.Cut(content, "\n")
+				}
+				content = knownhosts.Line([]string{"node1", "127.0.0.2", "[127.0.0.1]:2222"}, keys.keys[r.IntN(len(keys.keys))]) + "\n" + content
+			}
+			tmp := path + ".tmp"
+			if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, path); err != nil {
+				t.Fatal(err)
+			}
+			before := cache.extended
+			cb, err := cache.load(path)
+			if _, werr := knownhosts.New(path); (err == nil) != (werr == nil) {
+				t.Fatalf("cache: %v, knownhosts: %v\n%s", err, werr, content)
+			}
+			if err != nil {
+				continue
+			}
+			if cache.extended == before {
+				full++
+			}
+			checkAgainstKnownhosts(t, path, content, cb, keys)
+			// The version before, which dials may still hold, is unchanged.
+			if prev != nil {
+				for j, d := range decisions(prev, keys) {
+					if diff := sameOutcome(d.err, prevDecisions[j].err); diff != "" {
+						t.Fatalf("the version before, after the file changed: %s: %s", d.what, diff)
+					}
+				}
+			}
+			prev, prevDecisions = cb, decisions(cb, keys)
+		}
+	}
+	if cache.extended < 200 || full < 200 {
+		t.Fatalf("%d versions read by extending the one before, %d read whole: want both paths taken at least 200 times", cache.extended, full)
+	}
+}
+
+// BenchmarkKnownHostsRecordedKey10k: the next dial's read of a 10,000-line
+// known_hosts after a key was appended to it (accept-new), by reading the
+// file whole and by reading the appended line only (docs/performance.md).
+func BenchmarkKnownHostsRecordedKey10k(b *testing.B) {
+	keys := newKeyPool(b)
+	line := func(i int) string {
+		return knownhosts.Line([]string{fmt.Sprintf("127.%d.%d.%d:22", 100+i>>16, i>>8&0xff, i&0xff)}, keys.keys[i%2]) + "\n"
+	}
+	for _, extend := range []bool{false, true} {
+		name := map[bool]string{false: "whole", true: "appended"}[extend]
+		b.Run(name, func(b *testing.B) {
+			var content strings.Builder
+			for i := range 10000 {
+				content.WriteString(line(i))
+			}
+			path := filepath.Join(b.TempDir(), "known_hosts")
+			if err := os.WriteFile(path, []byte(content.String()), 0o600); err != nil {
+				b.Fatal(err)
+			}
+			v, err := readKnownHosts(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			i := 10000
+			for b.Loop() {
+				if _, err := f.WriteString(line(i)); err != nil {
+					b.Fatal(err)
+				}
+				i++
+				var next knownHostsVersion
+				if extend {
+					var ok bool
+					if next, ok = v.extend(path); !ok {
+						b.Fatal("not extended")
+					}
+				} else {
+					next, err = readKnownHosts(path)
+				}
+				if err != nil || next.idx == nil {
+					b.Fatalf("not indexed: %v", err)
+				}
+				v = next
 			}
 		})
 	}
